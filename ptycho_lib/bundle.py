@@ -1,0 +1,102 @@
+"""The model bundle `wts.h5.zip` (DESIGN.md section 5).
+
+Two members: `manifest.json` (format, backend, architecture, scales, provenance and
+the SHA-256 of every other member) and `wts.h5` (one HDF5 dataset per tensor).
+Reading never unpickles or evaluates anything, never extracts to disk, and refuses a
+bundle whose members disagree with the manifest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import h5py
+import numpy as np
+import torch
+
+from . import __version__
+from .io import InputError, atomic_path, sha256_bytes
+from .model import PtychoNet
+
+FORMAT_VERSION = 1
+MEMBERS = ("manifest.json", "wts.h5")
+MAX_MEMBER_BYTES = 1 << 30  # a bundle of this network is a few MB; refuse zip bombs
+
+
+def _weights_h5(state: dict[str, torch.Tensor]) -> bytes:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", track_order=True) as f:
+        for name in sorted(state):
+            f.create_dataset(name, data=state[name].detach().cpu().numpy(), track_times=False)
+    return buf.getvalue()
+
+
+def _zip_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, data)
+
+
+def write_bundle(path, state: dict[str, torch.Tensor], manifest: dict) -> str:
+    """Write the bundle atomically; returns the SHA-256 of the weights member."""
+    wts = _weights_h5(state)
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "backend": "pytorch",
+                "library_version": __version__, "members": {"wts.h5": sha256_bytes(wts)}}
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        _zip_member(zf, "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        _zip_member(zf, "wts.h5", wts)
+    return manifest["members"]["wts.h5"]
+
+
+def read_bundle(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Manifest and weights of a bundle, after checking every member against it."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputError(path, f"not a readable model bundle ({e})") from None
+    with zf:
+        names = sorted(zf.namelist())
+        if names != sorted(MEMBERS):
+            raise InputError(path, f"bundle members are {names}; expected exactly {sorted(MEMBERS)}")
+        data = {}
+        for info in zf.infolist():
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise InputError(path, f"member {info.filename} claims {info.file_size} bytes; refusing")
+            try:
+                data[info.filename] = zf.read(info)
+            except (zipfile.BadZipFile, EOFError, OSError) as e:
+                raise InputError(path, f"member {info.filename} is damaged ({e})") from None
+    try:
+        manifest = json.loads(data["manifest.json"])
+    except ValueError as e:
+        raise InputError(path, f"manifest.json is not valid JSON ({e})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(path, f"unknown bundle format_version {manifest.get('format_version')!r} "
+                         f"(this library reads {FORMAT_VERSION})")
+    if manifest.get("backend") != "pytorch":
+        raise InputError(path, f"backend {manifest.get('backend')!r} is not 'pytorch'")
+    expected = manifest.get("members", {}).get("wts.h5")
+    if expected != sha256_bytes(data["wts.h5"]):
+        raise InputError(path, "wts.h5 does not match the SHA-256 recorded in manifest.json")
+    with h5py.File(io.BytesIO(data["wts.h5"]), "r") as f:
+        weights = {k: f[k][()] for k in f.keys()}
+    return manifest, weights
+
+
+def load_network(path) -> tuple[PtychoNet, dict]:
+    """Rebuild the network from a bundle; returns (network in eval mode, manifest)."""
+    manifest, weights = read_bundle(path)
+    arch = dict(manifest.get("architecture", {}))
+    if arch.pop("name", None) != "PtychoNet":
+        raise InputError(path, f"unknown architecture {manifest.get('architecture')!r}")
+    try:
+        net = PtychoNet(**arch)
+        prefix = "net."
+        state = {k[len(prefix):]: torch.from_numpy(np.asarray(v)) for k, v in weights.items() if k.startswith(prefix)}
+        net.load_state_dict(state, strict=True)
+    except (TypeError, RuntimeError, ValueError) as e:
+        raise InputError(path, f"weights do not fit architecture {arch} ({str(e).splitlines()[0]})") from None
+    return net.eval(), manifest

@@ -1,0 +1,179 @@
+"""The NPZ data contract (DESIGN.md section 3): validation of raw files and their
+conversion to the canonical layout every later stage reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .io import InputError
+
+LAYOUTS = ("auto", "stack_first", "stack_last")
+MEASUREMENTS = ("auto", "counts", "amplitude", "intensity")
+
+
+@dataclass
+class Detected:
+    key: str  # 'diffraction' or 'diff3d'
+    layout: str  # 'stack_first' (M, N, N) or 'stack_last' (N, N, M)
+    measurement: str  # 'counts', 'amplitude' or 'intensity'
+    m: int
+    n: int
+
+
+def _real_numeric(a: np.ndarray) -> bool:
+    return a.dtype.kind in "uif"
+
+
+def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") -> Detected:
+    """Check the contract and decide how the file is laid out; raise InputError naming
+    the problem (and the config option that settles an ambiguity)."""
+    if layout not in LAYOUTS:
+        raise InputError(path, f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if measurement not in MEASUREMENTS:
+        raise InputError(path, f"measurement must be one of {MEASUREMENTS}, got {measurement!r}")
+    keys = [k for k in ("diffraction", "diff3d") if k in raw]
+    if not keys:
+        raise InputError(path, "no diffraction data: expected the key 'diffraction' (or legacy 'diff3d')")
+    if len(keys) == 2:
+        raise InputError(path, "holds both 'diffraction' and 'diff3d'; keep one")
+    key = keys[0]
+    diff = raw[key]
+    if not _real_numeric(diff):
+        raise InputError(path, f"'{key}' has dtype {diff.dtype}; expected real numbers (counts or amplitudes)")
+    if diff.ndim != 3:
+        raise InputError(path, f"'{key}' has shape {diff.shape}; expected a 3-D stack of patterns")
+
+    for k in ("probeGuess", "xcoords", "ycoords"):
+        if k not in raw:
+            raise InputError(path, f"missing required key '{k}'")
+    probe, x, y = raw["probeGuess"], raw["xcoords"], raw["ycoords"]
+    for k, a in (("xcoords", x), ("ycoords", y)):
+        if a.ndim != 1 or not _real_numeric(a):
+            raise InputError(path, f"'{k}' must be a 1-D array of real numbers, got {a.dtype} {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise InputError(path, f"'{k}' contains NaN or Inf")
+    if len(x) != len(y):
+        raise InputError(path, f"xcoords has {len(x)} entries but ycoords has {len(y)}")
+    m = len(x)
+    if probe.ndim != 2 or probe.shape[0] != probe.shape[1] or probe.dtype.kind not in "uifc":
+        raise InputError(path, f"'probeGuess' must be a square 2-D numeric array, got {probe.dtype} {probe.shape}")
+    n = probe.shape[0]
+
+    first = diff.shape[0] == m and diff.shape[1] == diff.shape[2] == n
+    last = diff.shape[2] == m and diff.shape[0] == diff.shape[1] == n
+    if layout == "auto":
+        if first and last:
+            raise InputError(path, f"'{key}' shape {diff.shape} fits both stack orders (M = N = {n}); "
+                             "set layout: stack_first or stack_last for this dataset in config/config.yaml")
+        if not (first or last):
+            raise InputError(path, f"'{key}' shape {diff.shape} does not match {m} positions of "
+                             f"{n}x{n} patterns (probeGuess is {n}x{n}) in either stack order")
+        layout = "stack_first" if first else "stack_last"
+    elif (layout == "stack_first" and not first) or (layout == "stack_last" and not last):
+        raise InputError(path, f"'{key}' shape {diff.shape} is not {layout} with {m} patterns of {n}x{n}")
+    if m < 2:
+        raise InputError(path, f"only {m} pattern; ptychography needs overlapping positions")
+
+    if diff.dtype.kind == "f" and not np.all(np.isfinite(diff)):
+        raise InputError(path, f"'{key}' contains NaN or Inf")
+    if diff.min() < 0:
+        raise InputError(path, f"'{key}' has negative values (min {diff.min():g})")
+    if not np.all(np.isfinite(probe)) or not np.any(probe):
+        raise InputError(path, "'probeGuess' is not finite or is all zero")
+
+    if measurement == "auto":
+        if diff.dtype.kind in "ui":
+            measurement = "counts"
+        elif np.all(diff == np.round(diff)) and diff.max() > 1:
+            measurement = "counts"  # whole numbers stored as floats
+        else:
+            measurement = "amplitude"  # the contract's meaning of real-valued patterns
+
+    if "objectGuess" in raw:
+        obj = raw["objectGuess"]
+        if obj.ndim != 2 or obj.dtype.kind not in "uifc" or not np.all(np.isfinite(obj)):
+            raise InputError(path, f"'objectGuess' must be a finite 2-D array, got {obj.dtype} {obj.shape}")
+        h, w = obj.shape
+        lo, hi = n / 2, n / 2 - 1  # a window centred on p spans [p - N/2, p + N/2 - 1]
+        bad = (x - lo < 0) | (x + hi > w - 1) | (y - lo < 0) | (y + hi > h - 1)
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise InputError(path, f"position {j} (x={x[j]:.2f}, y={y[j]:.2f}) puts its {n}x{n} window "
+                             f"outside the {h}x{w} objectGuess ({int(bad.sum())} such positions)")
+    return Detected(key=key, layout=layout, measurement=measurement, m=m, n=n)
+
+
+def _stack_first(raw, det: Detected) -> np.ndarray:
+    d = raw[det.key]
+    return d if det.layout == "stack_first" else np.moveaxis(d, -1, 0)
+
+
+def dose_stats(raw, det: Detected) -> dict:
+    """Total counts per pattern (in photon units when the data are counts)."""
+    d = _stack_first(raw, det).astype(np.float64)
+    totals = d.reshape(det.m, -1).sum(1) if det.measurement != "amplitude" else (d**2).reshape(det.m, -1).sum(1)
+    return {"mean": float(totals.mean()), "min": float(totals.min()), "max": float(totals.max())}
+
+
+def validate(raw: dict, path, layout="auto", measurement="auto") -> dict:
+    """The validation report: what the file is and how it will be converted."""
+    det = inspect(raw, path, layout, measurement)
+    x, y = raw["xcoords"], raw["ycoords"]
+    pts = np.stack([x, y], 1)
+    uniq = len(np.unique(np.round(pts, 6), axis=0))
+    report = {
+        "detected": asdict(det),
+        "keys": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in sorted(raw.items())},
+        "total_counts_per_pattern": dose_stats(raw, det),
+        "positions": {"x_range": [float(x.min()), float(x.max())], "y_range": [float(y.min()), float(y.max())],
+                      "duplicates": int(len(pts) - uniq)},
+        "has_object": "objectGuess" in raw,
+    }
+    return report
+
+
+def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=None) -> dict:
+    """Convert a raw file to the canonical contract: (M, N, N) float32 amplitudes, complex64
+    probe/object, float64 coordinates, nphotons; the conversions made are recorded."""
+    det = inspect(raw, path, layout, measurement)
+    conversions = []
+    d = _stack_first(raw, det)
+    if det.layout == "stack_last":
+        conversions.append("stack (N, N, M) -> (M, N, N)")
+    if det.key == "diff3d":
+        conversions.append("key diff3d -> diffraction")
+    d = d.astype(np.float64)
+    if det.measurement in ("counts", "intensity"):
+        measured = float(d.reshape(det.m, -1).sum(1).mean())
+        d = np.sqrt(d)
+        conversions.append(f"{det.measurement} -> amplitude (sqrt)")
+    else:
+        measured = float((d**2).reshape(det.m, -1).sum(1).mean())
+    # photon scale: measured counts; for amplitudes, config or file metadata if given
+    if det.measurement == "counts":
+        nph, source = measured, "measured counts"
+    elif nphotons is not None:
+        nph, source = float(nphotons), "config"
+    elif "nphotons" in raw and np.ndim(raw["nphotons"]) == 0:
+        nph, source = float(raw["nphotons"]), "file"
+    else:
+        nph, source = measured, "sum of squared amplitudes (assumed sqrt(counts))"
+    out = {
+        "diffraction": d.astype(np.float32),
+        "probeGuess": raw["probeGuess"].astype(np.complex64),
+        "xcoords": raw["xcoords"].astype(np.float64),
+        "ycoords": raw["ycoords"].astype(np.float64),
+        "scan_index": raw["scan_index"].astype(np.int64) if "scan_index" in raw else np.arange(det.m, dtype=np.int64),
+        "nphotons": np.float64(nph),
+    }
+    if "objectGuess" in raw:
+        out["objectGuess"] = raw["objectGuess"].astype(np.complex64)
+    for k in ("probeGuess", "objectGuess", "xcoords", "ycoords"):
+        if k in raw and raw[k].dtype != out[k].dtype:
+            conversions.append(f"{k} {raw[k].dtype} -> {out[k].dtype}")
+    out["conversions"] = np.array(json.dumps({"detected": asdict(det), "conversions": conversions,
+                                              "nphotons_source": source}))
+    return out

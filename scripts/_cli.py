@@ -1,0 +1,25 @@
+"""Shared behaviour of the stage scripts: logging set-up and one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+from ptycho_lib.io import InputError
+
+
+def run(main, argv=None) -> None:
+    """Call main(argv); turn expected failures into one line on stderr and exit 1.
+    With --debug the traceback is shown too."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        main(argv)
+    except (InputError, ValueError, RuntimeError, OSError) as e:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,33 @@
+"""render: amplitude | phase PNG of a reconstruction, cropped to the scanned region.
+
+    python scripts/render.py results/recon/fly001.npz results/recon/fly001.png \
+        [--title "fly001 - model fly001"]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import run  # noqa: E402
+
+from ptycho_lib.io import atomic_path, read_npz  # noqa: E402
+from ptycho_lib.render import render  # noqa: E402
+from ptycho_lib.stitch import scanned_region  # noqa: E402
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recon", type=Path, help="reconstruction NPZ from infer")
+    p.add_argument("png", type=Path, help="PNG to write")
+    p.add_argument("--title", default=None, help="figure title (default: the file name)")
+    p.add_argument("--dpi", type=int, default=120, help="resolution of the PNG (default: 120)")
+    a = p.parse_args(argv)
+    rec = read_npz(a.recon)
+    region = scanned_region(rec["xcoords"], rec["ycoords"])
+    with atomic_path(a.png) as tmp:
+        render(rec["object"], region, a.title or a.recon.stem, tmp, a.dpi)
+
+
+if __name__ == "__main__":
+    run(main)

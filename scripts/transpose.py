@@ -1,0 +1,32 @@
+"""transpose: convert a validated raw scan to the canonical NPZ layout.
+
+    python scripts/transpose.py resources/fly001.npz results/canonical/fly001.npz \
+        [--layout auto] [--measurement auto] [--nphotons N]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import run  # noqa: E402
+
+from ptycho_lib.contract import LAYOUTS, MEASUREMENTS, canonicalise  # noqa: E402
+from ptycho_lib.io import read_npz, write_npz  # noqa: E402
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("raw", type=Path, help="raw NPZ file")
+    p.add_argument("canonical", type=Path, help="canonical NPZ to write")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto", help="stack order (default: auto)")
+    p.add_argument("--measurement", choices=MEASUREMENTS, default="auto",
+                   help="what the patterns hold (default: auto)")
+    p.add_argument("--nphotons", type=float, default=None,
+                   help="mean photons per pattern, for files holding rescaled amplitudes")
+    a = p.parse_args(argv)
+    write_npz(a.canonical, canonicalise(read_npz(a.raw), a.raw, a.layout, a.measurement, a.nphotons))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,124 @@
+"""The physics: forward model, loss, sub-pixel placement, overlap constraint, grouping."""
+
+import numpy as np
+import pytest
+import torch
+
+from ptycho_lib import physics
+from ptycho_lib.data import make_groups, split_rows
+from ptycho_lib.simulate import probe_from_pupil, pupil
+from ptycho_lib.stitch import Stitcher, canvas_geometry, fourier_shift
+
+N = 32
+
+
+@pytest.fixture
+def probe():
+    return torch.from_numpy(physics.scale_probe(probe_from_pupil(pupil(N), N), 1e5))
+
+
+def test_unit_object_gives_probe_spectrum_and_conserves_energy(probe):
+    lam = physics.predicted_counts(probe, torch.ones(N, N, dtype=torch.complex128))
+    expected = np.abs(np.fft.fftshift(np.fft.fft2(probe.numpy(), norm="ortho"))) ** 2
+    np.testing.assert_allclose(lam.numpy(), expected, rtol=1e-10, atol=1e-8)
+    assert float(lam.sum()) == pytest.approx(1e5, rel=1e-9)  # sum |P|^2 = nphotons
+
+
+def test_zero_frequency_sits_at_the_centre():
+    flat = torch.full((N, N), 1 / N, dtype=torch.complex128)  # plane wave, unit energy
+    lam = physics.predicted_counts(torch.ones(N, N, dtype=torch.complex128), flat)
+    assert np.unravel_index(int(lam.argmax()), lam.shape) == (N // 2, N // 2)
+
+
+def test_poisson_loss_is_smallest_at_the_true_object(probe):
+    rng = np.random.default_rng(0)
+    truth = torch.from_numpy((0.8 + 0.2 * rng.random((N, N))) * np.exp(1j * rng.normal(0, 0.5, (N, N))))
+    counts = physics.predicted_counts(probe, truth)
+    at_truth = float(physics.poisson_nll(counts, counts, 1e5))
+    assert at_truth == pytest.approx(0, abs=1e-9)
+    for wrong in (truth * 1.1, truth * torch.exp(1j * torch.linspace(0, 1, N))[None, :], truth.conj()):
+        assert float(physics.poisson_nll(physics.predicted_counts(probe, wrong), counts, 1e5)) > 1e-4
+    # also with noisy counts: the truth beats nearby objects
+    noisy = torch.from_numpy(rng.poisson(counts.numpy()).astype(float))
+    base = float(physics.poisson_nll(counts, noisy, 1e5))
+    for wrong in (truth * 1.05, truth * torch.exp(0.3j * torch.randn(N, N, dtype=torch.float64))):
+        assert float(physics.poisson_nll(physics.predicted_counts(probe, wrong), noisy, 1e5)) > base
+
+
+@pytest.mark.parametrize("shift", [(2.0, -3.0), (-1.25, 0.5), (0.75, 2.5)])
+def test_translate_moves_content_by_the_shift(shift):
+    img = torch.zeros(1, N, N, dtype=torch.complex64)
+    img[0, 10, 12] = 1 + 1j
+    out = physics.translate(img, torch.tensor([shift]))
+    ys, xs = np.mgrid[:N, :N]
+    w = out[0].abs().numpy()
+    centroid = (float((ys * w).sum() / w.sum()), float((xs * w).sum() / w.sum()))
+    assert centroid == pytest.approx((10 + shift[0], 12 + shift[1]), abs=1e-4)
+
+
+@pytest.mark.parametrize("offset", [(3.0, 5.0), (-4.5, 2.25), (1.5, -6.0)])
+def test_overlap_constraint_makes_neighbours_agree(offset):
+    """Two patches of one object, offset by +-d/2 from the group centre: after the
+    constraint a feature seen by one appears in the other's window at the place the
+    offsets say, and identical overlapping content is left unchanged."""
+    d = np.array(offset)
+    offsets = torch.from_numpy(np.stack([-d / 2, d / 2])[None])  # (1, 2, 2)
+    weight = torch.ones(N, N, dtype=torch.float64)
+    a = torch.ones(1, 1, N, N, dtype=torch.complex128)
+    b = torch.ones(1, 1, N, N, dtype=torch.complex128)
+    a[0, 0, 16, 16] = 3  # a feature at window pixel (16, 16) of member 0 only
+    out = physics.overlap_constraint(torch.cat([a, b], 1), offsets, weight)
+    # member 0's pixel (16,16) lies at window pixel (16,16) - d of member 1
+    target = np.array([16, 16]) - d
+    w = (out[0, 1].real.numpy() - 1).clip(0)
+    ys, xs = np.mgrid[:N, :N]
+    assert (float((ys * w).sum() / w.sum()), float((xs * w).sum() / w.sum())) == pytest.approx(tuple(target), abs=0.05)
+    same = physics.overlap_constraint(torch.ones(1, 2, N, N, dtype=torch.complex128), offsets, weight)
+    centre = same[0, :, 8:24, 8:24]
+    assert torch.allclose(centre, torch.ones_like(centre))
+
+
+@pytest.mark.parametrize("method", ["fourier", "bilinear"])
+@pytest.mark.parametrize("pos", [(20.0, 30.0), (21.4, 29.3), (19.6, 30.7)])
+def test_stitching_places_a_patch_where_its_position_says(method, pos):
+    """A patch with a bright smooth spot at its window centre lands with the spot at
+    the (y, x) position on the canvas, for positions on both sides of a pixel."""
+    ys, xs = np.mgrid[:N, :N]
+    spot = 1 + np.exp(-((ys - N / 2) ** 2 + (xs - N / 2) ** 2) / (2 * 1.5**2))
+    s = Stitcher((64, 64), np.ones((N, N)), method)
+    s.add(spot[None].astype(complex), np.array([pos[0]]), np.array([pos[1]]))
+    obj, weight = s.result()
+    w = (np.abs(obj) - 1).clip(0) * (weight > 0.5)
+    cy, cx = np.mgrid[:64, :64]
+    assert (float((cy * w).sum() / w.sum()), float((cx * w).sum() / w.sum())) == pytest.approx(pos, abs=0.05)
+
+
+def test_fourier_shift_is_exact_for_band_limited_content():
+    x = np.arange(N)
+    wave = np.exp(2j * np.pi * 3 * x / N)[None, None, :] * np.ones((1, N, 1))
+    out = fourier_shift(wave, np.array([0.0]), np.array([0.4]))
+    np.testing.assert_allclose(out[0], np.exp(2j * np.pi * 3 * (x - 0.4) / N)[None, :] * np.ones((N, 1)), atol=1e-12)
+
+
+def test_canvas_fits_windows_that_start_below_zero():
+    (h, w), (oy, ox) = canvas_geometry(np.array([5.0, 40.0]), np.array([10.0, 12.0]), 32)
+    assert oy >= 6 and ox >= 11 and h >= 12 + oy + 16 and w >= 40 + ox + 16
+
+
+def test_groups_are_seeds_with_their_nearest_neighbours():
+    yy, xx = np.mgrid[0:10, 0:10] * 5.0
+    pos = np.stack([yy.ravel(), xx.ravel()], 1)
+    groups = make_groups(pos, gridsize=2, neighbours=6, n_groups=150, seed=0)
+    assert groups.shape == (150, 4)
+    for g in groups:
+        d = np.hypot(*(pos[g[1:]] - pos[g[0]]).T)
+        sixth = np.sort(np.hypot(*(pos - pos[g[0]]).T))[6]  # [0] is the seed itself
+        assert len(set(g)) == 4 and d.max() <= sixth + 1e-9
+    assert len(set(groups[:100, 0])) == 100  # every position seeds once before any repeats
+
+
+def test_validation_band_shares_no_position_with_training():
+    y = np.repeat(np.arange(10.0), 7)
+    train, val = split_rows(y, 0.2)
+    assert len(val) == 14 and set(train).isdisjoint(val)
+    assert y[val].min() > y[train].max() - 1e-12

@@ -1,0 +1,44 @@
+# Shared helpers: per-dataset settings, the dataset -> model map, and the library
+# sources each stage depends on (Snakemake does not see Python imports).
+import os
+
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+def dataset_setting(dataset, key):
+    """A dataset's own setting, else the default for all datasets."""
+    own = (config["datasets"].get(dataset) or {}).get(key)
+    return own if own is not None else config["dataset_defaults"][key]
+
+
+def model_of(dataset):
+    """The model that reconstructs a dataset (default: one trained on it, same name)."""
+    return (config["datasets"].get(dataset) or {}).get("model") or dataset
+
+
+def training_data(model):
+    """The dataset a model is trained on (default: the dataset of the same name)."""
+    return (config["models"].get(model) or {}).get("train_data") or model
+
+
+def lib(*modules):
+    """Library source files a stage imports, declared as inputs so edits rerun it."""
+    return [f"ptycho_lib/{m}.py" for m in ("__init__",) + modules]
+
+
+def flags(section, mapping):
+    """CLI flags for the config values of one section, e.g. '--max_epochs 20'."""
+    values = config[section]
+    return " ".join(f"{flag} {values[key]}" for key, flag in mapping.items())
+
+
+def bool_flag(value, name):
+    return f"--{name}" if value else f"--no-{name}"
+
+
+def gpu_count(accelerator):
+    return 1 if accelerator in ("gpu", "cuda") else 0

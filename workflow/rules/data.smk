@@ -1,0 +1,44 @@
+# Raw scan -> contract report -> canonical NPZ.
+
+
+rule validate:
+    input:
+        raw="resources/{dataset}.npz",
+        script="scripts/validate.py",
+        cli="scripts/_cli.py",
+        lib=lib("io", "contract"),
+    output:
+        "results/validated/{dataset}.json",
+    params:
+        layout=lambda wc: dataset_setting(wc.dataset, "layout"),
+        measurement=lambda wc: dataset_setting(wc.dataset, "measurement"),
+        sha256=lambda wc: dataset_setting(wc.dataset, "sha256"),
+    log:
+        "logs/validate/{dataset}.log",
+    shell:
+        "python {input.script} {input.raw} {output} --layout {params.layout}"
+        " --measurement {params.measurement} --sha256 '{params.sha256}' 2> {log}"
+
+
+rule transpose:
+    input:
+        raw="resources/{dataset}.npz",
+        report="results/validated/{dataset}.json",
+        script="scripts/transpose.py",
+        cli="scripts/_cli.py",
+        lib=lib("io", "contract"),
+    output:
+        "results/canonical/{dataset}.npz",
+    params:
+        layout=lambda wc: dataset_setting(wc.dataset, "layout"),
+        measurement=lambda wc: dataset_setting(wc.dataset, "measurement"),
+        nphotons=lambda wc: (
+            f"--nphotons {dataset_setting(wc.dataset, 'nphotons')}"
+            if dataset_setting(wc.dataset, "nphotons")
+            else ""
+        ),
+    log:
+        "logs/transpose/{dataset}.log",
+    shell:
+        "python {input.script} {input.raw} {output} --layout {params.layout}"
+        " --measurement {params.measurement} {params.nphotons} 2> {log}"

@@ -1,0 +1,65 @@
+# Model bundle + canonical scan -> reconstruction NPZ -> PNG.
+
+
+rule infer:
+    input:
+        bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
+        data="results/canonical/{dataset}.npz",
+        script="scripts/infer.py",
+        cli="scripts/_cli.py",
+        lib=lib("config", "bundle", "data", "io", "model", "reconstruct", "stitch", "training"),
+    output:
+        "results/recon/{dataset}.npz",
+    params:
+        flags=" ".join(
+            [
+                flags("infer", {"batch_size": "--inference-batch-size", "stitch": "--stitch",
+                                "middle_trim": "--middle-trim"}),
+                bool_flag(config["infer"]["align_phase"], "align-phase"),
+                flags("execution", {"accelerator": "--accelerator"}),
+            ]
+        ),
+    threads: config["execution"]["threads"]
+    resources:
+        gpu=gpu_count(config["execution"]["accelerator"]),
+        mem_mb=config["resources"]["infer"]["mem_mb"],
+        runtime=config["resources"]["infer"]["runtime"],
+    log:
+        "logs/infer/{dataset}.log",
+    benchmark:
+        "benchmarks/infer/{dataset}.tsv"
+    shell:
+        "python {input.script} --model_path {input.bundle} --test_data {input.data} --output {output}"
+        " {params.flags} --threads {threads} --quiet 2> {log}"
+
+
+rule render:
+    input:
+        recon="results/recon/{dataset}.npz",
+        script="scripts/render.py",
+        cli="scripts/_cli.py",
+        lib=lib("io", "metrics", "render", "stitch"),
+    output:
+        "results/recon/{dataset}.png",
+    params:
+        title=lambda wc: f"{wc.dataset} - model {model_of(wc.dataset)}",
+        dpi=config["render"]["dpi"],
+    log:
+        "logs/render/{dataset}.log",
+    shell:
+        "python {input.script} {input.recon} {output} --title '{params.title}' --dpi {params.dpi} 2> {log}"
+
+
+rule evaluate:
+    input:
+        recon="results/recon/{dataset}.npz",
+        reference="results/canonical/{dataset}.npz",
+        script="scripts/evaluate.py",
+        cli="scripts/_cli.py",
+        lib=lib("io", "metrics", "stitch"),
+    output:
+        "results/metrics/{dataset}.json",
+    log:
+        "logs/evaluate/{dataset}.log",
+    shell:
+        "python {input.script} {input.recon} {input.reference} {output} > {log} 2>&1"
