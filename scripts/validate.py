@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
 from _cli import run  # noqa: E402
 
 from ptycho_lib.contract import LAYOUTS, MEASUREMENTS, validate  # noqa: E402

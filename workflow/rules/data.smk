@@ -13,6 +13,8 @@ rule validate:
         layout=lambda wc: dataset_setting(wc.dataset, "layout"),
         measurement=lambda wc: dataset_setting(wc.dataset, "measurement"),
         sha256=lambda wc: dataset_setting(wc.dataset, "sha256"),
+    conda:
+        "../envs/ptycho.yaml"
     log:
         "logs/validate/{dataset}.log",
     shell:
@@ -37,6 +39,8 @@ rule transpose:
             if dataset_setting(wc.dataset, "nphotons")
             else ""
         ),
+    conda:
+        "../envs/ptycho.yaml"
     log:
         "logs/transpose/{dataset}.log",
     shell:

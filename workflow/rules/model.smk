@@ -30,6 +30,8 @@ rule train:
         gpu=gpu_count(config["execution"]["accelerator"]),
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
+    conda:
+        "../envs/ptycho.yaml"
     log:
         "logs/train/{model}.log",
     benchmark:
@@ -47,6 +49,8 @@ rule export:
         lib=lib("io", "bundle", "model"),
     output:
         "results/models/{model}/wts.h5.zip",
+    conda:
+        "../envs/ptycho.yaml"
     log:
         "logs/export/{model}.log",
     shell:

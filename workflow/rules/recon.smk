@@ -24,6 +24,8 @@ rule infer:
         gpu=gpu_count(config["execution"]["accelerator"]),
         mem_mb=config["resources"]["infer"]["mem_mb"],
         runtime=config["resources"]["infer"]["runtime"],
+    conda:
+        "../envs/ptycho.yaml"
     log:
         "logs/infer/{dataset}.log",
     benchmark:
@@ -44,6 +46,8 @@ rule render:
     params:
         title=lambda wc: f"{wc.dataset} - model {model_of(wc.dataset)}",
         dpi=config["render"]["dpi"],
+    conda:
+        "../envs/ptycho.yaml"
     log:
         "logs/render/{dataset}.log",
     shell:
@@ -59,6 +63,8 @@ rule evaluate:
         lib=lib("io", "metrics", "stitch"),
     output:
         "results/metrics/{dataset}.json",
+    conda:
+        "../envs/ptycho.yaml"
     log:
         "logs/evaluate/{dataset}.log",
     shell:
