@@ -68,8 +68,8 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     cut back out.
 
     A pattern says nothing about its patch's global phase, so the network cannot know
-    it; with `align_phase` each member is first rotated to the phase of the group's
-    consensus, so that the constraint asks only for what the data determine.
+    it; with `align_phase` the members are first rotated to one common global phase,
+    so that the constraint asks only for what the data determine.
     """
     b, c, n, _ = patches.shape
     if c == 1:
@@ -78,17 +78,24 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     s = n + 2 * pad
     flat_off = offsets.reshape(b * c, 2)
     w = weight.to(patches.real.dtype)
-    wbig = translate(F.pad(w, (pad,) * 4).to(patches.dtype).expand(b * c, s, s), flat_off)
-    den = wbig.reshape(b, c, s, s).sum(1).real + 1e-6 * float(weight.max())
 
-    def consensus(p):
-        big = torch.view_as_real(p.reshape(b * c, n, n) * w).permute(0, 3, 1, 2)
+    def placed(img):  # (B, C, N, N) -> each member placed on the canvas (B, C, S, S)
+        big = torch.view_as_real(img.reshape(b * c, n, n)).permute(0, 3, 1, 2)
         big = torch.view_as_complex(F.pad(big, (pad,) * 4).permute(0, 2, 3, 1).contiguous())
-        canvas = translate(big, flat_off).reshape(b, c, s, s).sum(1) / den
-        canvas = canvas[:, None].expand(b, c, s, s).reshape(b * c, s, s)
-        return translate(canvas, -flat_off)[:, pad:pad + n, pad:pad + n].reshape(b, c, n, n)
+        return translate(big, flat_off).reshape(b, c, s, s)
 
+    members = placed(patches * w)
     if align_phase:
-        overlap = (w * patches.conj() * consensus(patches)).sum(dim=(-2, -1)).detach()
-        patches = patches * torch.exp(1j * torch.angle(overlap))[..., None, None]
-    return consensus(patches)
+        # pairwise overlaps H_ij = <A_i, A_j> ~ |.| exp(i(phi_j - phi_i)); the leading
+        # eigenvector v of H has arg(v_i) = -phi_i, so multiplying by v_i / |v_i| gives
+        # every member the same global phase (spectral synchronisation)
+        with torch.no_grad():
+            flat = members.reshape(b, c, s * s)
+            h = flat.conj() @ flat.transpose(1, 2)
+            v = torch.linalg.eigh(h)[1][..., -1]
+            v = v * (v.sum(-1, keepdim=True).conj() / v.sum(-1, keepdim=True).abs().clamp_min(1e-12))
+            rot = v / v.abs().clamp_min(1e-12)  # gauge: consistent members stay as they are
+        members = members * rot[..., None, None]
+    den = placed(w.to(patches.dtype).expand(b, c, n, n)).sum(1).real + 1e-6 * float(weight.max())
+    canvas = (members.sum(1) / den)[:, None].expand(b, c, s, s).reshape(b * c, s, s)
+    return translate(canvas, -flat_off)[:, pad:pad + n, pad:pad + n].reshape(b, c, n, n)

@@ -4,7 +4,8 @@
         results/metrics/fly001.json
 
 Compares over the scanned region (bounding box of the positions) after removing the
-global phase offset and the amplitude scale: amplitude and phase SSIM and PSNR.
+global phase offset, a linear phase ramp, a sub-pixel shift and the amplitude scale:
+amplitude and phase SSIM and PSNR, and the FRC curve with its 1/2-bit resolution.
 """
 
 import argparse
@@ -31,10 +32,11 @@ def main(argv):
     if ref["objectGuess"].shape != rec["object"].shape:
         raise InputError(a.recon, f"object {rec['object'].shape} differs from the reference {ref['objectGuess'].shape}")
     region = scanned_region(ref["xcoords"], ref["ycoords"])
-    scores = compare(rec["object"][region], ref["objectGuess"][region])
+    scores = compare(rec["object"], ref["objectGuess"], region)
     scores["region"] = {"rows": [region[0].start, region[0].stop], "cols": [region[1].start, region[1].stop]}
     write_json(a.metrics, scores)
     print(" ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))
+
 
 
 if __name__ == "__main__":

@@ -122,3 +122,60 @@ def test_validation_band_shares_no_position_with_training():
     train, val = split_rows(y, 0.2)
     assert len(val) == 14 and set(train).isdisjoint(val)
     assert y[val].min() > y[train].max() - 1e-12
+
+
+def _cut(obj_spec, centre, offsets, n):
+    """Windows of a band-limited object (given by its spectrum) centred at centre + offset."""
+    h, w = obj_spec.shape
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
+    out = []
+    for dy, dx in offsets:
+        ty, tx = centre[0] + dy - n / 2, centre[1] + dx - n / 2
+        iy, ix = int(np.floor(ty)), int(np.floor(tx))
+        moved = np.fft.ifft2(obj_spec * np.exp(2j * np.pi * (fy * (ty - iy) + fx * (tx - ix))))
+        out.append(moved[iy:iy + n, ix:ix + n])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("gridsize", [1, 2, 3])
+def test_overlap_constraint_keeps_consistent_patches_and_absorbs_phase_offsets(gridsize):
+    """Patches cut from one object at sub-pixel offsets are already consistent: the
+    constraint leaves them as they are, even when each carries its own global phase
+    (which a single pattern cannot determine)."""
+    rng = np.random.default_rng(gridsize)
+    spec = np.fft.fft2(np.exp(1j * rng.normal(0, 1, (96, 96))))
+    fy, fx = np.fft.fftfreq(96)[:, None], np.fft.fftfreq(96)[None, :]
+    spec *= np.hypot(fy, fx) < 0.15  # band-limited, so sub-pixel cuts are exact
+    c = gridsize**2
+    offsets = rng.uniform(-4, 4, (c, 2))
+    offsets -= offsets.mean(0)
+    patches = _cut(spec, (48.0, 48.0), offsets, N)
+    phases = rng.uniform(-np.pi, np.pi, c)
+    x = torch.from_numpy(patches * np.exp(1j * phases)[:, None, None])[None]
+    weight = torch.from_numpy(np.abs(probe_from_pupil(pupil(N), N)) ** 2)
+    out = physics.overlap_constraint(x, torch.from_numpy(offsets)[None], weight)[0].numpy()
+    centre = (slice(10, 22), slice(10, 22))  # well lit by every member
+    for k in range(c):
+        # each output patch is its input patch up to one global phase for the group
+        rot = np.vdot(out[k][centre], patches[k][centre])
+        rot /= abs(rot)
+        err = np.abs(out[k][centre] * rot - patches[k][centre]).max()
+        assert err < (1e-6 if c == 1 else 0.05), (k, err)
+        if k:
+            first = np.vdot(out[0][centre], patches[0][centre])
+            assert abs(np.angle(rot / (first / abs(first)))) < 0.05  # the same phase for all
+
+
+def test_group_phase_offsets_without_alignment_are_averaged_away():
+    """Without alignment, members with different global phases partly cancel: the
+    constraint then distorts consistent data (why align_phase is the default)."""
+    patches = torch.ones(1, 4, N, N, dtype=torch.complex128)
+    patches = patches * torch.exp(1j * torch.tensor([0.0, 1.5, -1.5, 3.0]))[None, :, None, None]
+    offsets = torch.tensor([[[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]]], dtype=torch.float64)
+    weight = torch.ones(N, N, dtype=torch.float64)
+    plain = physics.overlap_constraint(patches, offsets, weight, align_phase=False)
+    aligned = physics.overlap_constraint(patches, offsets, weight, align_phase=True)
+    centre = (slice(None), slice(None), slice(10, 22), slice(10, 22))
+    assert float(plain[centre].abs().mean()) < 0.5
+    assert torch.allclose(aligned[centre].abs(), torch.ones_like(aligned[centre].abs()), atol=1e-6)

@@ -4,8 +4,12 @@ import os
 
 
 
+STAGES = ["recon", "baseline", "refined"]  # PINN, iterative baseline, PINN + refinement
+
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    stage="|".join(STAGES),
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -42,3 +46,19 @@ def bool_flag(value, name):
 
 def gpu_count(accelerator):
     return 1 if accelerator in ("gpu", "cuda") else 0
+
+
+def stage_title(stage, dataset):
+    return {
+        "recon": f"PINN (model {model_of(dataset)})",
+        "baseline": f"ePIE baseline ({config['solver']['iterations']} iterations)",
+        "refined": f"PINN + {config['solver']['refine_iterations']} ePIE iterations",
+    }[stage]
+
+
+def solver_flags(iterations):
+    s = config["solver"]
+    return (
+        f"--iterations {iterations} --batch-size {s['batch_size']} --alpha {s['alpha']}"
+        f" {bool_flag(s['probe_refinement'], 'probe-refinement')} --seed {s['seed']}"
+    )

@@ -37,35 +37,51 @@ rule infer:
 
 rule render:
     input:
-        recon="results/recon/{dataset}.npz",
+        recon="results/{stage}/{dataset}.npz",
         script="scripts/render.py",
         cli="scripts/_cli.py",
         lib=lib("io", "metrics", "render", "stitch"),
     output:
-        "results/recon/{dataset}.png",
+        "results/{stage}/{dataset}.png",
     params:
-        title=lambda wc: f"{wc.dataset} - model {model_of(wc.dataset)}",
+        title=lambda wc: f"{wc.dataset} - {stage_title(wc.stage, wc.dataset)}",
         dpi=config["render"]["dpi"],
     conda:
         "../envs/ptycho.yaml"
     log:
-        "logs/render/{dataset}.log",
+        "logs/render/{stage}/{dataset}.log",
     shell:
         "python {input.script} {input.recon} {output} --title '{params.title}' --dpi {params.dpi} 2> {log}"
 
 
 rule evaluate:
     input:
-        recon="results/recon/{dataset}.npz",
+        recon="results/{stage}/{dataset}.npz",
         reference="results/canonical/{dataset}.npz",
         script="scripts/evaluate.py",
         cli="scripts/_cli.py",
         lib=lib("io", "metrics", "stitch"),
     output:
+        "results/metrics/{stage}/{dataset}.json",
+    conda:
+        "../envs/ptycho.yaml"
+    log:
+        "logs/evaluate/{stage}/{dataset}.log",
+    shell:
+        "python {input.script} {input.recon} {input.reference} {output} > {log} 2>&1"
+
+
+rule compare_methods:
+    input:
+        metrics=expand("results/metrics/{stage}/{{dataset}}.json", stage=STAGES),
+        benchmarks=["benchmarks/infer/{dataset}.tsv", "benchmarks/baseline/{dataset}.tsv",
+                    "benchmarks/refine/{dataset}.tsv"],
+        script="scripts/compare_methods.py",
+    output:
         "results/metrics/{dataset}.json",
     conda:
         "../envs/ptycho.yaml"
     log:
-        "logs/evaluate/{dataset}.log",
+        "logs/compare_methods/{dataset}.log",
     shell:
-        "python {input.script} {input.recon} {input.reference} {output} > {log} 2>&1"
+        "python {input.script} {output} --metrics {input.metrics} --benchmarks {input.benchmarks} 2> {log}"

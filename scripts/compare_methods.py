@@ -1,0 +1,43 @@
+"""compare_methods: one table of the methods' scores and wall times for a scan.
+
+    python scripts/compare_methods.py results/metrics/fly001.json \
+        --metrics results/metrics/{recon,baseline,refined}/fly001.json \
+        --benchmarks benchmarks/{infer,baseline,refine}/fly001.tsv
+"""
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
+from _cli import run  # noqa: E402
+
+from ptycho_lib.io import write_json  # noqa: E402
+
+METHODS = {"recon": "pinn", "baseline": "epie", "refined": "pinn+epie"}
+SCORES = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "frc_resolution_cycles_per_pixel")
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("summary", type=Path, help="JSON to write")
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="results/metrics/STAGE/NAME.json files")
+    p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark TSVs, same order")
+    a = p.parse_args(argv)
+    table = {}
+    for i, path in enumerate(a.metrics):
+        scores = json.loads(path.read_text())
+        row = {k: scores[k] for k in SCORES}
+        if i < len(a.benchmarks):
+            with open(a.benchmarks[i]) as f:
+                row["stage_wall_s"] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
+        table[METHODS.get(path.parent.name, path.parent.name)] = row
+    write_json(a.summary, table)
+    for name, row in table.items():
+        print(f"{name:10s} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(main)
