@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -49,6 +50,25 @@ def write_bundle(path, state: dict[str, torch.Tensor], manifest: dict) -> str:
         _zip_member(zf, "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         _zip_member(zf, "wts.h5", wts)
     return manifest["members"]["wts.h5"]
+
+
+def export_checkpoint(checkpoint, path) -> str:
+    """Bundle a training checkpoint (read with weights_only=True: no unpickling of
+    arbitrary objects); returns the SHA-256 of the weights."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    hp = dict(ckpt["hyper_parameters"])
+    manifest = {
+        "architecture": {"name": "PtychoNet", "n": hp["n"], "width": hp["width"], "norm": hp["norm"],
+                         "input_transform": hp["input_transform"]},
+        "gridsize": hp["gridsize"],
+        "loss": hp["loss"],
+        "input_scale": hp["input_scale"],
+        "nphotons": hp["nphotons"],
+        "training_data_sha256": hp["data_sha256"],
+        "epochs": ckpt["epoch"] + 1,
+        "checkpoint": Path(checkpoint).name,
+    }
+    return write_bundle(path, ckpt["state_dict"], manifest)
 
 
 def read_bundle(path) -> tuple[dict, dict[str, np.ndarray]]:

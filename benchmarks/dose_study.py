@@ -1,0 +1,131 @@
+"""Dose and overlap study: PINN, ePIE baseline and PINN + ePIE refinement on the same
+object simulated at doses from 1e3 to 1e7 photons per pattern and two overlaps.
+
+    python benchmarks/dose_study.py --out results/dose_study            # full size
+    python benchmarks/dose_study.py --out /tmp/dose --quick             # minutes
+
+Writes dose_study.json, dose_study.csv and dose_study.png (phase SSIM and FRC
+resolution against dose) into --out and prints the table with wall times. Every
+method runs in this process, one after the other, on the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ptycho_lib.bundle import export_checkpoint, load_network  # noqa: E402
+from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig  # noqa: E402
+from ptycho_lib.contract import canonicalise  # noqa: E402
+from ptycho_lib.data import Scan  # noqa: E402
+from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
+from ptycho_lib.metrics import compare  # noqa: E402
+from ptycho_lib.physics import scale_probe  # noqa: E402
+from ptycho_lib.reconstruct import reconstruct  # noqa: E402
+from ptycho_lib.simulate import ScanSpec, simulate  # noqa: E402
+from ptycho_lib.stitch import scanned_region  # noqa: E402
+from ptycho_lib.training import train  # noqa: E402
+
+
+def run_case(spec: ScanSpec, epochs: int, iterations: int, refine_iterations: int, work: Path) -> dict:
+    c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
+    scan = Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]),
+                c["objectGuess"])
+    region = scanned_region(scan.x, scan.y)
+    probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+    row = {}
+
+    t = time.perf_counter()
+    ckpt = train(scan, None, work, DataConfig(), ModelConfig(), TrainConfig(max_epochs=epochs),
+                 ExecConfig(quiet=True))
+    train_s = time.perf_counter() - t
+    export_checkpoint(ckpt, work / "wts.h5.zip")
+    net, manifest = load_network(work / "wts.h5.zip")
+    t = time.perf_counter()
+    pinn = reconstruct(net, manifest, scan, InferConfig(), "cpu")["object"]
+    row["pinn"] = {**_scores(pinn, scan.obj, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
+
+    t = time.perf_counter()
+    base = Solver(scan.amplitude, probe, scan.y, scan.x, np.ones(scan.obj.shape), SolverConfig(iterations)).run()
+    row["epie"] = {**_scores(base, scan.obj, region), "wall_s": time.perf_counter() - t}
+
+    t = time.perf_counter()
+    start = np.where(np.abs(pinn) > 0, pinn, 1)
+    ref = Solver(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(refine_iterations)).run()
+    row["pinn+epie"] = {**_scores(ref, scan.obj, region), "wall_s": time.perf_counter() - t}
+    return row
+
+
+def _scores(obj, truth, region):
+    s = compare(obj, truth, region)
+    return {k: s[k] for k in ("amplitude_ssim", "phase_ssim", "frc_resolution_cycles_per_pixel")}
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for step in sorted({r["step"] for r in rows}):
+        for method, style in (("pinn", "o-"), ("epie", "s--"), ("pinn+epie", "^:")):
+            sel = [r for r in rows if r["step"] == step and r["method"] == method]
+            dose = [r["nphotons"] for r in sel]
+            axes[0].semilogx(dose, [r["phase_ssim"] for r in sel], style, label=f"{method}, step {step:g} px")
+            axes[1].semilogx(dose, [r["frc_resolution_cycles_per_pixel"] for r in sel], style)
+    axes[0].set(xlabel="incident photons per pattern", ylabel="phase SSIM")
+    axes[1].set(xlabel="incident photons per pattern", ylabel="FRC 1/2-bit resolution (cycles/px)")
+    axes[0].legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="folder for the table and plot")
+    p.add_argument("--doses", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7])
+    p.add_argument("--steps", type=float, nargs="+", default=[8.0, 14.0],
+                   help="scan steps in px (8: ~70 %% linear overlap, 14: ~48 %%)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--iterations", type=int, default=100, help="ePIE passes for the baseline")
+    p.add_argument("--refine-iterations", type=int, default=30)
+    p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    size = dict(rows=12, cols=12) if a.quick else {}
+    if a.quick:
+        a.epochs, a.iterations, a.refine_iterations = 8, 40, 12
+    print(f"machine: {torch.get_num_threads()} torch threads, device cpu", flush=True)
+    rows = []
+    for step in a.steps:
+        for dose in a.doses:
+            spec = ScanSpec(step=step, nphotons=dose, **size)
+            with tempfile.TemporaryDirectory() as work:
+                result = run_case(spec, a.epochs, a.iterations, a.refine_iterations, Path(work))
+            for method, s in result.items():
+                rows.append({"step": step, "nphotons": dose, "method": method, **s})
+                print(f"step {step:4.1f}  dose {dose:8.0e}  {method:10s} " +
+                      " ".join(f"{k}={v:.3f}" for k, v in s.items()), flush=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "dose_study.json").write_text(json.dumps(rows, indent=1))
+    with open(a.out / "dose_study.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+        w.writeheader()
+        w.writerows(rows)
+    plot(rows, a.out / "dose_study.png")
+    print(f"wrote {a.out}/dose_study.{{json,csv,png}}")
+
+
+if __name__ == "__main__":
+    main()
