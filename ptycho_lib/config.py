@@ -33,7 +33,7 @@ class ModelConfig:
     norm: str = opt("batch", "--norm", "normalisation after each convolution", choices=("batch", "none"))
     input_transform: str = opt("sqrt", "--input-transform", "applied to the scaled amplitudes the network sees",
                                choices=("sqrt", "none"))
-    align_phase: bool = opt(True, "--align-phase", "rotate group members to the group's consensus phase "
+    align_phase: bool = opt(True, "--align-phase", "bring group members to one common global phase "
                             "before the overlap constraint")
 
 
