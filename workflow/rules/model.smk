@@ -6,7 +6,7 @@ rule train:
         data=lambda wc: f"results/canonical/{training_data(wc.model)}.npz",
         script="scripts/train.py",
         cli="scripts/_cli.py",
-        lib=lib("config", "data", "io", "model", "physics", "training"),
+        lib=lib("config", "data", "io", "model", "physics", "resume", "stitch", "training"),
     output:
         ckpt="results/train/{model}/last.ckpt",
         metrics="results/train/{model}/metrics.csv",
