@@ -207,5 +207,6 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
         if k in raw and raw[k].dtype != out[k].dtype:
             conversions.append(f"{k} {raw[k].dtype} -> {out[k].dtype}")
     out["conversions"] = np.array(json.dumps({"detected": asdict(det), "conversions": conversions,
-                                              "nphotons_source": source}))
+                                              "nphotons_source": source,
+                                              "warnings": position_warnings(out["xcoords"], out["ycoords"], det.n)}))
     return out

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +26,10 @@ def main(argv):
     p.add_argument("--nphotons", type=float, default=None,
                    help="mean photons per pattern, for files holding rescaled amplitudes")
     a = p.parse_args(argv)
-    write_npz(a.canonical, canonicalise(read_npz(a.raw), a.raw, a.layout, a.measurement, a.nphotons))
+    canonical = canonicalise(read_npz(a.raw), a.raw, a.layout, a.measurement, a.nphotons)
+    for warning in json.loads(str(canonical["conversions"]))["warnings"]:
+        print(f"warning: {a.raw}: {warning}", file=sys.stderr)
+    write_npz(a.canonical, canonical)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def main(argv):
         raise InputError(a.raw, f"SHA-256 {digest} differs from the expected {a.sha256} in the config")
     report = validate(read_npz(a.raw), a.raw, a.layout, a.measurement)
     report["file"] = {"name": a.raw.name, "sha256": digest, "bytes": a.raw.stat().st_size}
+    for warning in report["warnings"]:
+        print(f"warning: {a.raw}: {warning}", file=sys.stderr)
     write_json(a.report, report)
 
 
