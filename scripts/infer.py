@@ -33,13 +33,15 @@ def main(argv):
     p.add_argument("--model_path", type=Path, required=True, help="model bundle wts.h5.zip")
     p.add_argument("--test_data", type=Path, required=True, help="canonical NPZ to reconstruct")
     p.add_argument("--output", type=Path, required=True, help="reconstruction NPZ to write")
+    p.add_argument("--gridsize", type=int, default=None,
+                   help="refuse a model trained with another gridsize (default: not checked)")
     config.add_arguments(p, SECTIONS)
     a = p.parse_args(argv)
     cfg = config.build(a, SECTIONS)
     torch.set_num_threads(cfg["execution"].threads)
     device = pick_accelerator(cfg["execution"].accelerator)
-    net, manifest = load_network(a.model_path)
     scan = load_scan(a.test_data)
+    net, manifest = load_network(a.model_path, n=scan.n, gridsize=a.gridsize)
     rec = reconstruct(net, manifest, scan, cfg["infer"], device, a.test_data)
     provenance = {
         "model_bundle": a.model_path.name, "model_bundle_sha256": sha256_file(a.model_path),

@@ -16,6 +16,7 @@ rule infer:
                 flags("infer", {"batch_size": "--inference-batch-size", "stitch": "--stitch",
                                 "middle_trim": "--middle-trim"}),
                 bool_flag(config["infer"]["align_phase"], "align-phase"),
+                flags("data", {"gridsize": "--gridsize"}),
                 flags("execution", {"accelerator": "--accelerator"}),
             ]
         ),
