@@ -13,6 +13,7 @@ from _cli import run  # noqa: E402
 import torch  # noqa: E402
 
 from ptycho_lib.bundle import write_bundle  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 
 
 def main(argv):
@@ -33,7 +34,8 @@ def main(argv):
         "epochs": ckpt["epoch"] + 1,
         "checkpoint": a.checkpoint.name,
     }
-    write_bundle(a.bundle, ckpt["state_dict"], manifest)
+    weights_sha256 = write_bundle(a.bundle, ckpt["state_dict"], manifest)
+    record(a.bundle, "export", {"checkpoint": a.checkpoint}, extra={"bundle_weights_sha256": weights_sha256})
 
 
 if __name__ == "__main__":

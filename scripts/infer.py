@@ -10,6 +10,7 @@ stitching `weight`, the positions used and a JSON `provenance` string.
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
@@ -22,6 +23,7 @@ from ptycho_lib import __version__, config  # noqa: E402
 from ptycho_lib.bundle import load_network  # noqa: E402
 from ptycho_lib.data import load_scan  # noqa: E402
 from ptycho_lib.io import sha256_file, write_npz  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 from ptycho_lib.reconstruct import reconstruct  # noqa: E402
 from ptycho_lib.training import pick_accelerator  # noqa: E402
 
@@ -54,6 +56,10 @@ def main(argv):
         "xcoords": scan.x + rec["origin"][1], "ycoords": scan.y + rec["origin"][0],
         "provenance": np.array(json.dumps(provenance, sort_keys=True)),
     })
+    record(a.output, "infer", {"model_bundle": a.model_path, "data": a.test_data},
+           {**{k: asdict(v) for k, v in cfg.items()}, "gridsize": a.gridsize},
+           extra={"bundle_weights_sha256": manifest["members"]["wts.h5"],
+                  "training_data_sha256": manifest.get("training_data_sha256")})
 
 
 if __name__ == "__main__":

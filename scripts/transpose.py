@@ -14,6 +14,7 @@ from _cli import run  # noqa: E402
 
 from ptycho_lib.contract import LAYOUTS, MEASUREMENTS, canonicalise  # noqa: E402
 from ptycho_lib.io import read_npz, write_npz  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 
 
 def main(argv):
@@ -30,6 +31,8 @@ def main(argv):
     for warning in json.loads(str(canonical["conversions"]))["warnings"]:
         print(f"warning: {a.raw}: {warning}", file=sys.stderr)
     write_npz(a.canonical, canonical)
+    record(a.canonical, "transpose", {"raw": a.raw},
+           {"layout": a.layout, "measurement": a.measurement, "nphotons": a.nphotons})
 
 
 if __name__ == "__main__":

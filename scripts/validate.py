@@ -13,6 +13,7 @@ from _cli import run  # noqa: E402
 
 from ptycho_lib.contract import LAYOUTS, MEASUREMENTS, validate  # noqa: E402
 from ptycho_lib.io import InputError, read_npz, sha256_file, write_json  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 
 
 def main(argv):
@@ -32,6 +33,8 @@ def main(argv):
     for warning in report["warnings"]:
         print(f"warning: {a.raw}: {warning}", file=sys.stderr)
     write_json(a.report, report)
+    record(a.report, "validate", {"raw": a.raw},
+           {"layout": a.layout, "measurement": a.measurement, "sha256": a.sha256})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ rule infer:
         data="results/canonical/{dataset}.npz",
         script="scripts/infer.py",
         cli="scripts/_cli.py",
-        lib=lib("config", "bundle", "data", "io", "model", "reconstruct", "stitch", "training"),
+        lib=lib("config", "bundle", "data", "io", "model", "reconstruct", "stitch", "training", "provenance"),
     output:
         "results/recon/{dataset}.npz",
     params:
@@ -41,7 +41,7 @@ rule render:
         recon="results/recon/{dataset}.npz",
         script="scripts/render.py",
         cli="scripts/_cli.py",
-        lib=lib("io", "metrics", "render", "stitch"),
+        lib=lib("io", "metrics", "render", "stitch", "provenance"),
     output:
         "results/recon/{dataset}.png",
     params:
@@ -61,7 +61,7 @@ rule evaluate:
         reference="results/canonical/{dataset}.npz",
         script="scripts/evaluate.py",
         cli="scripts/_cli.py",
-        lib=lib("io", "metrics", "stitch"),
+        lib=lib("io", "metrics", "stitch", "provenance"),
     output:
         "results/metrics/{dataset}.json",
     conda:
