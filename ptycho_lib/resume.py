@@ -127,9 +127,17 @@ def _keep_earlier_metrics(work: Path, epoch: int) -> None:
     if not rows or "epoch" not in rows[0]:
         return
     col = rows[0].index("epoch")
-    kept = [rows[0]] + [r for r in rows[1:] if r[col] and int(float(r[col])) <= epoch]
+    kept = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and _epoch_of(r[col], epoch + 1) <= epoch]
     with atomic_path(work / EARLIER_METRICS) as tmp:
         tmp.write_text(_csv_text(kept))
+
+
+def _epoch_of(cell: str, default: int) -> int:
+    """The epoch of a metrics row; a row cut short by the kill counts as unfinished."""
+    try:
+        return int(float(cell))
+    except ValueError:
+        return default
 
 
 def _csv_text(rows) -> str:
