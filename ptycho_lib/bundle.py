@@ -79,6 +79,11 @@ def read_bundle(path) -> tuple[dict, dict[str, np.ndarray]]:
         raise InputError(path, f"not a readable model bundle ({e})") from None
     with zf:
         names = sorted(zf.namelist())
+        unsafe = [n for n in names if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/")
+                  or (len(n) > 1 and n[1] == ":")]
+        if unsafe:
+            raise InputError(path, f"member path {unsafe[0]!r} is absolute or climbs out with '..'; "
+                             "refusing the bundle")
         if names != sorted(MEMBERS):
             raise InputError(path, f"bundle members are {names}; expected exactly {sorted(MEMBERS)}")
         data = {}
@@ -93,6 +98,8 @@ def read_bundle(path) -> tuple[dict, dict[str, np.ndarray]]:
         manifest = json.loads(data["manifest.json"])
     except ValueError as e:
         raise InputError(path, f"manifest.json is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise InputError(path, "manifest.json is not a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(path, f"unknown bundle format_version {manifest.get('format_version')!r} "
                          f"(this library reads {FORMAT_VERSION})")
@@ -101,14 +108,45 @@ def read_bundle(path) -> tuple[dict, dict[str, np.ndarray]]:
     expected = manifest.get("members", {}).get("wts.h5")
     if expected != sha256_bytes(data["wts.h5"]):
         raise InputError(path, "wts.h5 does not match the SHA-256 recorded in manifest.json")
-    with h5py.File(io.BytesIO(data["wts.h5"]), "r") as f:
-        weights = {k: f[k][()] for k in f.keys()}
-    return manifest, weights
+    return manifest, _read_weights(path, data["wts.h5"])
 
 
-def load_network(path) -> tuple[PtychoNet, dict]:
-    """Rebuild the network from a bundle; returns (network in eval mode, manifest)."""
+def _read_weights(path, blob: bytes) -> dict[str, np.ndarray]:
+    """Numeric datasets at the top level of the HDF5 member, read from memory; links
+    and external storage (which would read other files) are refused."""
+    try:
+        f = h5py.File(io.BytesIO(blob), "r")
+    except OSError as e:
+        raise InputError(path, f"wts.h5 is not an HDF5 file ({e}); refusing") from None
+    weights = {}
+    with f:
+        for name in f:
+            link = f.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise InputError(path, f"wts.h5 entry {name!r} is a {type(link).__name__}; refusing")
+            item = f[name]
+            if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "biufc" or item.external:
+                raise InputError(path, f"wts.h5 entry {name!r} is not a plain numeric tensor; refusing")
+            weights[name] = item[()]
+    return weights
+
+
+def check_compatible(path, manifest: dict, n: int | None = None, gridsize: int | None = None) -> None:
+    """Refuse a bundle made for another pattern size or gridsize than the caller's."""
+    trained_n = manifest.get("architecture", {}).get("n")
+    if n is not None and trained_n != n:
+        raise InputError(path, f"the model was trained on {trained_n}x{trained_n} patterns but the data "
+                         f"have {n}x{n}")
+    if gridsize is not None and manifest.get("gridsize") != gridsize:
+        raise InputError(path, f"the model was trained with gridsize {manifest.get('gridsize')} but "
+                         f"gridsize {gridsize} is configured")
+
+
+def load_network(path, n: int | None = None, gridsize: int | None = None) -> tuple[PtychoNet, dict]:
+    """Rebuild the network from a bundle; returns (network in eval mode, manifest).
+    With n or gridsize, a bundle made for other data or settings is refused."""
     manifest, weights = read_bundle(path)
+    check_compatible(path, manifest, n, gridsize)
     arch = dict(manifest.get("architecture", {}))
     if arch.pop("name", None) != "PtychoNet":
         raise InputError(path, f"unknown architecture {manifest.get('architecture')!r}")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .io import InputError
+from .stitch import nearest_neighbours
 
 LAYOUTS = ("auto", "stack_first", "stack_last")
 MEASUREMENTS = ("auto", "counts", "amplitude", "intensity")
@@ -61,19 +62,7 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
     if probe.ndim != 2 or probe.shape[0] != probe.shape[1] or probe.dtype.kind not in "uifc":
         raise InputError(path, f"'probeGuess' must be a square 2-D numeric array, got {probe.dtype} {probe.shape}")
     n = probe.shape[0]
-
-    first = diff.shape[0] == m and diff.shape[1] == diff.shape[2] == n
-    last = diff.shape[2] == m and diff.shape[0] == diff.shape[1] == n
-    if layout == "auto":
-        if first and last:
-            raise InputError(path, f"'{key}' shape {diff.shape} fits both stack orders (M = N = {n}); "
-                             "set layout: stack_first or stack_last for this dataset in config/config.yaml")
-        if not (first or last):
-            raise InputError(path, f"'{key}' shape {diff.shape} does not match {m} positions of "
-                             f"{n}x{n} patterns (probeGuess is {n}x{n}) in either stack order")
-        layout = "stack_first" if first else "stack_last"
-    elif (layout == "stack_first" and not first) or (layout == "stack_last" and not last):
-        raise InputError(path, f"'{key}' shape {diff.shape} is not {layout} with {m} patterns of {n}x{n}")
+    layout = _pick_layout(diff.shape, key, m, n, layout, path)
     if m < 2:
         raise InputError(path, f"only {m} pattern; ptychography needs overlapping positions")
 
@@ -106,6 +95,48 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
     return Detected(key=key, layout=layout, measurement=measurement, m=m, n=n)
 
 
+def _pick_layout(shape, key, m, n, layout, path) -> str:
+    """The stack order in which `shape` holds m square n x n patterns; an InputError
+    says what does not fit (positions, squareness, probe size) or which option to set."""
+    fits = {"stack_first": (shape[0], shape[1:]), "stack_last": (shape[2], shape[:2])}
+    if layout != "auto":
+        fits = {layout: fits[layout]}
+    with_m = {k: pat for k, (count, pat) in fits.items() if count == m}
+    if not with_m:
+        where = "the first or last axis" if layout == "auto" else f"the {layout} axis"
+        raise InputError(path, f"'{key}' shape {shape} does not hold one pattern per position: "
+                         f"xcoords/ycoords give {m} positions, {where} of '{key}' does not")
+    good = [k for k, pat in with_m.items() if pat == (n, n)]
+    if not good:
+        h, w = next(iter(with_m.values()))
+        if h != w:
+            raise InputError(path, f"patterns are {h}x{w}, not square ('{key}' shape {shape})")
+        raise InputError(path, f"patterns are {h}x{w} but probeGuess is {n}x{n}; they must match")
+    if len(good) == 2:
+        raise InputError(path, f"'{key}' shape {shape} fits both stack orders (M = N = {n}); "
+                         "set layout: stack_first or stack_last for this dataset in config/config.yaml")
+    if n % 16:
+        raise InputError(path, f"patterns are {n}x{n}; the network needs N to be a multiple of 16")
+    return good[0]
+
+
+def position_warnings(x: np.ndarray, y: np.ndarray, n: int) -> list[str]:
+    """Unusual but usable positions: duplicates and sparse overlap (a warning each)."""
+    pts = np.stack([y, x], 1)
+    uniq = np.unique(np.round(pts, 3), axis=0)
+    out = []
+    if len(uniq) < len(pts):
+        out.append(f"{len(pts) - len(uniq)} of {len(pts)} positions duplicate another; "
+                   "they add no new overlap")
+    if len(uniq) >= 2:
+        nearest = nearest_neighbours(uniq, 1)[:, 0]
+        d = float(np.median(np.linalg.norm(uniq - uniq[nearest], axis=1)))
+        if d > n / 2:
+            out.append(f"sparse overlap: neighbouring positions are {d:.1f} px apart (median) for "
+                       f"{n}-px windows, under 50% overlap; expect a poor reconstruction")
+    return out
+
+
 def _stack_first(raw, det: Detected) -> np.ndarray:
     d = raw[det.key]
     return d if det.layout == "stack_first" else np.moveaxis(d, -1, 0)
@@ -131,6 +162,7 @@ def validate(raw: dict, path, layout="auto", measurement="auto") -> dict:
         "positions": {"x_range": [float(x.min()), float(x.max())], "y_range": [float(y.min()), float(y.max())],
                       "duplicates": int(len(pts) - uniq)},
         "has_object": "objectGuess" in raw,
+        "warnings": position_warnings(x, y, det.n),
     }
     return report
 
@@ -175,5 +207,6 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
         if k in raw and raw[k].dtype != out[k].dtype:
             conversions.append(f"{k} {raw[k].dtype} -> {out[k].dtype}")
     out["conversions"] = np.array(json.dumps({"detected": asdict(det), "conversions": conversions,
-                                              "nphotons_source": source}))
+                                              "nphotons_source": source,
+                                              "warnings": position_warnings(out["xcoords"], out["ycoords"], det.n)}))
     return out

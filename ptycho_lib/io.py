@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -35,8 +36,87 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_npz(path) -> dict[str, np.ndarray]:
-    """Read every array of an NPZ without ever unpickling (object arrays are refused)."""
+ZIP_BOMB_RATIO = 500  # deflate tops out near 1032:1, reached only by constant data
+ZIP_BOMB_MIN_BYTES = 64 << 20  # small members may compress as well as they like
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # unreachable
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: MemAvailable, capped by RLIMIT_AS."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            avail = soft if avail is None else min(avail, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return avail
+
+
+def _check_zip_sizes(path, infos: list[zipfile.ZipInfo], max_bytes: int | None) -> None:
+    """Refuse, from the zip directory alone, archives that would expand beyond reason."""
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise InputError(path, "holds the same member name twice; refusing an ambiguous archive")
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > ZIP_BOMB_MIN_BYTES and ratio > ZIP_BOMB_RATIO:
+            raise InputError(path, f"member {info.filename!r} would expand {ratio:.0f}x, from "
+                             f"{human_bytes(info.compress_size)} to {human_bytes(info.file_size)} "
+                             "(a zip bomb?); refusing to decompress it")
+    total = sum(i.file_size for i in infos)
+    if max_bytes is not None and total > max_bytes:
+        raise InputError(path, f"needs {human_bytes(total)} of memory to load, more than the "
+                         f"{human_bytes(max_bytes)} available; refusing")
+
+
+def _npy_header(path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Check one member's .npy header against the bytes the zip says it holds, before
+    anything is allocated: no object dtype, no shape larger than the member."""
+    name = info.filename
+    if not name.endswith(".npy"):
+        raise InputError(path, f"member {name!r} is not a .npy array")
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+        except (ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise InputError(path, f"member {name!r} has no valid .npy header ({e})") from None
+        header_bytes = f.tell()
+    if dtype.hasobject:
+        raise InputError(path, f"member {name!r} is an object (pickled) array; refusing to load it")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if header_bytes + nbytes != info.file_size:
+        raise InputError(path, f"member {name!r} claims shape {shape} of {dtype} ({human_bytes(nbytes)}) "
+                         f"but holds {human_bytes(max(info.file_size - header_bytes, 0))} of data; refusing")
+
+
+def read_npz(path, max_bytes: int | None = -1) -> dict[str, np.ndarray]:
+    """Read every array of an NPZ without ever unpickling (object arrays are refused).
+
+    Sizes are checked before anything is allocated: the zip directory (zip bombs, more
+    than `max_bytes` in all; -1 = the memory available) and each member's .npy header
+    (a shape larger than the member's bytes)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
@@ -45,14 +125,22 @@ def read_npz(path) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise InputError(path, "not an NPZ file (no zip signature)")
+    if max_bytes == -1:
+        max_bytes = available_memory()
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except ValueError as e:
-        if "Object arrays" in str(e) or "pickled" in str(e):
-            raise InputError(path, "contains an object (pickled) array; refusing to load it") from None
-        raise InputError(path, f"not a readable NPZ file ({e})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            _check_zip_sizes(path, infos, max_bytes)
+            for info in infos:
+                _npy_header(path, zf, info)
+            out = {}
+            for info in infos:
+                with zf.open(info) as f:
+                    out[info.filename[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
+            return out
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise InputError(path, f"not a readable NPZ file: damaged or truncated zip archive ({e})") from None
+    except (OSError, ValueError) as e:
         raise InputError(path, f"not a readable NPZ file ({e})") from None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import warnings
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig
 from .data import GroupDataset, Scan, input_scale, make_groups, split_rows
 from .model import PINN
 from .physics import scale_probe
+from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
 
 
 def pick_accelerator(requested: str) -> str:
@@ -71,25 +71,26 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
     module = PINN(probe, scan.nphotons, scale, scan.n, model.width, data.gridsize, model.loss,
                   train_cfg.learning_rate, data_sha256, model.norm, model.input_transform, model.align_phase)
     loader = dict(num_workers=execution.num_workers, persistent_workers=execution.num_workers > 0)
-    generator = torch.Generator().manual_seed(train_cfg.seed)
-    train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size, shuffle=True, generator=generator,
-                              **loader)
+    # shuffled from (seed, epoch), so a resumed run sees the batches an uninterrupted one would
+    train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size,
+                              sampler=EpochShuffle(len(train_set), train_cfg.seed), **loader)
     val_loader = DataLoader(val_set, batch_size=4 * train_cfg.batch_size, **loader) if val_set else None
-    # write to a scratch directory; only a finished run's files reach out_dir
+    # write to a scratch directory; only a finished run's files reach out_dir. A run
+    # killed earlier with the same data and settings resumes from its last checkpoint.
     work = out_dir / ".work"
-    shutil.rmtree(work, ignore_errors=True)
+    ckpt_path = resume_point(work, fingerprint([scan, val_scan], [data, model, train_cfg], accelerator))
     trainer = L.Trainer(
         max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=1,
         deterministic=train_cfg.deterministic, logger=CSVLogger(work, name="", version=""),
         callbacks=[ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None)],
         enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
-        default_root_dir=work, num_sanity_val_steps=0,
+        default_root_dir=work, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
     )
     with warnings.catch_warnings():
         # the data are in memory: worker processes would only add start-up cost
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, train_loader, val_loader)
-    for name in ("last.ckpt", "metrics.csv"):
-        (work / name).replace(out_dir / name)
-    shutil.rmtree(work, ignore_errors=True)
+        # the scratch directory holds the resume fingerprint (and a checkpoint on resume)
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+    finish(work, out_dir)
     return out_dir / "last.ckpt"

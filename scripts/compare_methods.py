@@ -15,6 +15,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from _cli import run  # noqa: E402
 
 from ptycho_lib.io import write_json  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 
 METHODS = {"recon": "pinn", "baseline": "epie", "refined": "pinn+epie"}
 SCORES = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "frc_resolution_cycles_per_pixel")
@@ -35,6 +36,7 @@ def main(argv):
                 row["stage_wall_s"] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
         table[METHODS.get(path.parent.name, path.parent.name)] = row
     write_json(a.summary, table)
+    record(a.summary, "compare_methods", {f"metrics_{i}": m for i, m in enumerate(a.metrics)})
     for name, row in table.items():
         print(f"{name:10s} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()), file=sys.stderr)
 

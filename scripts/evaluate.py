@@ -17,6 +17,7 @@ from _cli import run  # noqa: E402
 
 from ptycho_lib.io import InputError, read_npz, write_json  # noqa: E402
 from ptycho_lib.metrics import compare  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 from ptycho_lib.stitch import scanned_region  # noqa: E402
 
 
@@ -35,6 +36,7 @@ def main(argv):
     scores = compare(rec["object"], ref["objectGuess"], region)
     scores["region"] = {"rows": [region[0].start, region[0].stop], "cols": [region[1].start, region[1].stop]}
     write_json(a.metrics, scores)
+    record(a.metrics, "evaluate", {"recon": a.recon, "reference": a.reference})
     print(" ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))
 
 

@@ -11,6 +11,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from _cli import run  # noqa: E402
 
 from ptycho_lib.bundle import export_checkpoint  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 
 
 def main(argv):
@@ -18,7 +19,8 @@ def main(argv):
     p.add_argument("checkpoint", type=Path, help="Lightning checkpoint (loaded with weights_only=True)")
     p.add_argument("bundle", type=Path, help="wts.h5.zip to write")
     a = p.parse_args(argv)
-    export_checkpoint(a.checkpoint, a.bundle)
+    weights_sha256 = export_checkpoint(a.checkpoint, a.bundle)
+    record(a.bundle, "export", {"checkpoint": a.checkpoint}, extra={"bundle_weights_sha256": weights_sha256})
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from _cli import run  # noqa: E402
 
 from ptycho_lib.io import atomic_path, read_npz  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 from ptycho_lib.render import render  # noqa: E402
 from ptycho_lib.stitch import scanned_region  # noqa: E402
 
@@ -27,6 +28,7 @@ def main(argv):
     region = scanned_region(rec["xcoords"], rec["ycoords"])
     with atomic_path(a.png) as tmp:
         render(rec["object"], region, a.title or a.recon.stem, tmp, a.dpi)
+    record(a.png, "render", {"recon": a.recon}, {"title": a.title, "dpi": a.dpi})
 
 
 if __name__ == "__main__":

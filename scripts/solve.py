@@ -26,6 +26,7 @@ from ptycho_lib.data import load_scan  # noqa: E402
 from ptycho_lib.io import InputError, read_npz, sha256_file, write_npz  # noqa: E402
 from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
 from ptycho_lib.physics import scale_probe  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 from ptycho_lib.stitch import canvas_geometry  # noqa: E402
 
 
@@ -71,6 +72,8 @@ def main(argv):
         "fourier_error": np.array(solver.history, np.float64),
         "provenance": np.array(json.dumps(provenance, sort_keys=True)),
     })
+    record(a.output, "solve", {"data": a.test_data, **({"init": a.init} if a.init else {})}, asdict(cfg),
+           extra={"solver_seconds": seconds})
     print(f"{cfg.iterations} iterations in {seconds:.1f} s, final Fourier error {solver.history[-1]:.4f}",
           file=sys.stderr)
 

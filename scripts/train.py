@@ -9,6 +9,7 @@ of ptycho_lib.config, then --config, then the flags below.
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
@@ -17,6 +18,7 @@ from _cli import run  # noqa: E402
 from ptycho_lib import config  # noqa: E402
 from ptycho_lib.data import load_scan  # noqa: E402
 from ptycho_lib.io import sha256_file  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 from ptycho_lib.training import train  # noqa: E402
 
 SECTIONS = ("data", "model", "train", "execution")
@@ -33,8 +35,10 @@ def main(argv):
     cfg = config.build(a, SECTIONS)
     scan = load_scan(a.train_data_file)
     val = load_scan(a.test_data_file) if a.test_data_file else None
-    train(scan, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
-          data_sha256=sha256_file(a.train_data_file))
+    ckpt = train(scan, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
+                 data_sha256=sha256_file(a.train_data_file))
+    inputs = {"train_data": a.train_data_file, **({"test_data": a.test_data_file} if a.test_data_file else {})}
+    record(ckpt, "train", inputs, {k: asdict(v) for k, v in cfg.items()})
 
 
 if __name__ == "__main__":

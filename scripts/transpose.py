@@ -5,6 +5,7 @@
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from _cli import run  # noqa: E402
 
 from ptycho_lib.contract import LAYOUTS, MEASUREMENTS, canonicalise  # noqa: E402
 from ptycho_lib.io import read_npz, write_npz  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 
 
 def main(argv):
@@ -25,7 +27,12 @@ def main(argv):
     p.add_argument("--nphotons", type=float, default=None,
                    help="mean photons per pattern, for files holding rescaled amplitudes")
     a = p.parse_args(argv)
-    write_npz(a.canonical, canonicalise(read_npz(a.raw), a.raw, a.layout, a.measurement, a.nphotons))
+    canonical = canonicalise(read_npz(a.raw), a.raw, a.layout, a.measurement, a.nphotons)
+    for warning in json.loads(str(canonical["conversions"]))["warnings"]:
+        print(f"warning: {a.raw}: {warning}", file=sys.stderr)
+    write_npz(a.canonical, canonical)
+    record(a.canonical, "transpose", {"raw": a.raw},
+           {"layout": a.layout, "measurement": a.measurement, "nphotons": a.nphotons})
 
 
 if __name__ == "__main__":

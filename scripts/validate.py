@@ -13,6 +13,7 @@ from _cli import run  # noqa: E402
 
 from ptycho_lib.contract import LAYOUTS, MEASUREMENTS, validate  # noqa: E402
 from ptycho_lib.io import InputError, read_npz, sha256_file, write_json  # noqa: E402
+from ptycho_lib.provenance import record  # noqa: E402
 
 
 def main(argv):
@@ -29,7 +30,11 @@ def main(argv):
         raise InputError(a.raw, f"SHA-256 {digest} differs from the expected {a.sha256} in the config")
     report = validate(read_npz(a.raw), a.raw, a.layout, a.measurement)
     report["file"] = {"name": a.raw.name, "sha256": digest, "bytes": a.raw.stat().st_size}
+    for warning in report["warnings"]:
+        print(f"warning: {a.raw}: {warning}", file=sys.stderr)
     write_json(a.report, report)
+    record(a.report, "validate", {"raw": a.raw},
+           {"layout": a.layout, "measurement": a.measurement, "sha256": a.sha256})
 
 
 if __name__ == "__main__":

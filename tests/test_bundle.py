@@ -1,13 +1,23 @@
 """The model bundle: a round trip rebuilds the same network; tampering is refused."""
 
+import hashlib
+import io
 import json
+import re
+import subprocess
+import sys
 import zipfile
 
+import h5py
+import numpy as np
 import pytest
 import torch
 
+from bad_inputs import Pickled
+from conftest import REPO
 from ptycho_lib.bundle import load_network, write_bundle
-from ptycho_lib.io import InputError
+from ptycho_lib.contract import canonicalise
+from ptycho_lib.io import InputError, write_npz
 from ptycho_lib.model import PINN
 
 
@@ -17,7 +27,8 @@ def bundle(tmp_path):
     probe = torch.ones(32, 32, dtype=torch.complex64)
     module = PINN(probe, 1e5, 0.5, n=32, width=8, gridsize=2)
     path = tmp_path / "wts.h5.zip"
-    write_bundle(path, module.state_dict(), {"architecture": {"name": "PtychoNet", "n": 32, "width": 8}})
+    write_bundle(path, module.state_dict(), {"architecture": {"name": "PtychoNet", "n": 32, "width": 8},
+                                             "gridsize": 2})
     return path, module
 
 
@@ -66,14 +77,82 @@ def test_unknown_format_version_is_refused(bundle):
 
 def test_unexpected_member_is_refused(bundle):
     path, _ = bundle
-    _rewrite(path, {**_members(path), "../evil.py": b"print('owned')"})
+    _rewrite(path, {**_members(path), "notes.txt": b"hello"})
     with pytest.raises(InputError, match="expected exactly"):
         load_network(path)
 
 
-def test_truncated_archive_is_refused(bundle):
+@pytest.mark.parametrize("name", ["../wts.h5", "models/../../evil.py", "/tmp/wts.h5", "C:/wts.h5"])
+def test_member_paths_that_leave_the_archive_are_refused(bundle, tmp_path, name):
+    path, _ = bundle
+    m = _members(path)
+    _rewrite(path, {"manifest.json": m["manifest.json"], name: m["wts.h5"]})
+    with pytest.raises(InputError, match=f"member path '{re.escape(name)}' is absolute or climbs out"):
+        load_network(path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["wts.h5.zip"]  # nothing extracted
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.98])
+def test_truncated_archive_is_refused(bundle, keep):
     path, _ = bundle
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(InputError, match="not a readable model bundle|damaged"):
         load_network(path)
+
+
+def _with_weights(path, blob):
+    """Replace wts.h5 and record its true hash, as a careful attacker would."""
+    m = _members(path)
+    manifest = json.loads(m["manifest.json"])
+    manifest["members"]["wts.h5"] = hashlib.sha256(blob).hexdigest()
+    _rewrite(path, {"manifest.json": json.dumps(manifest), "wts.h5": blob})
+
+
+def test_a_pickle_in_place_of_the_weights_is_never_unpickled(bundle, tmp_path):
+    path, module = bundle
+    marker = tmp_path / "EXECUTED"
+    buf = io.BytesIO()
+    torch.save({"state_dict": module.state_dict(), "payload": Pickled(marker)}, buf)
+    _with_weights(path, buf.getvalue())
+    with pytest.raises(InputError, match="wts.h5 is not an HDF5 file"):
+        load_network(path)
+    assert not marker.exists()
+
+
+def test_an_hdf5_link_to_another_file_is_refused(bundle, tmp_path):
+    path, _ = bundle
+    secret = tmp_path / "secret.h5"
+    with h5py.File(secret, "w") as f:
+        f["x"] = [1.0]
+    blob = io.BytesIO()
+    with h5py.File(blob, "w") as f:
+        f["net.stolen"] = h5py.ExternalLink(str(secret), "x")
+    _with_weights(path, blob.getvalue())
+    with pytest.raises(InputError, match="'net.stolen' is a ExternalLink; refusing"):
+        load_network(path)
+
+
+def test_a_bundle_for_other_data_or_settings_is_refused(bundle):
+    path, _ = bundle
+    load_network(path, n=32, gridsize=2)
+    with pytest.raises(InputError, match="trained on 32x32 patterns but the data have 64x64"):
+        load_network(path, n=64)
+    with pytest.raises(InputError, match="trained with gridsize 2 but gridsize 1 is configured"):
+        load_network(path, gridsize=1)
+
+
+def test_infer_refuses_a_bundle_for_another_pattern_size(bundle, tiny_raw, tmp_path):
+    path, _ = bundle
+    raw = {**tiny_raw, "diff3d": np.pad(tiny_raw["diff3d"], ((16, 16), (16, 16), (0, 0))),
+           "probeGuess": np.pad(tiny_raw["probeGuess"], 16)}
+    raw.pop("objectGuess")
+    data = tmp_path / "scan64.npz"
+    write_npz(data, canonicalise(raw, "scan64"))
+    out = tmp_path / "recon.npz"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/infer.py"), "--model_path", str(path),
+                           "--test_data", str(data), "--output", str(out), "--accelerator", "cpu"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and not out.exists()
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {path}: the model was trained on 32x32 patterns but the data have 64x64"]

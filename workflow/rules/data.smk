@@ -6,7 +6,7 @@ rule validate:
         raw="resources/{dataset}.npz",
         script="scripts/validate.py",
         cli="scripts/_cli.py",
-        lib=lib("io", "contract"),
+        lib=lib("io", "contract", "stitch", "provenance"),
     output:
         "results/validated/{dataset}.json",
     params:
@@ -28,7 +28,7 @@ rule transpose:
         report="results/validated/{dataset}.json",
         script="scripts/transpose.py",
         cli="scripts/_cli.py",
-        lib=lib("io", "contract"),
+        lib=lib("io", "contract", "stitch", "provenance"),
     output:
         "results/canonical/{dataset}.npz",
     params:

@@ -6,7 +6,7 @@ rule train:
         data=lambda wc: f"results/canonical/{training_data(wc.model)}.npz",
         script="scripts/train.py",
         cli="scripts/_cli.py",
-        lib=lib("config", "data", "io", "model", "physics", "training"),
+        lib=lib("config", "data", "io", "model", "physics", "resume", "stitch", "training", "provenance"),
     output:
         ckpt="results/train/{model}/last.ckpt",
         metrics="results/train/{model}/metrics.csv",
@@ -46,7 +46,7 @@ rule export:
         ckpt="results/train/{model}/last.ckpt",
         script="scripts/export.py",
         cli="scripts/_cli.py",
-        lib=lib("io", "bundle", "model"),
+        lib=lib("io", "bundle", "model", "provenance"),
     output:
         "results/models/{model}/wts.h5.zip",
     conda:

@@ -7,7 +7,7 @@ rule infer:
         data="results/canonical/{dataset}.npz",
         script="scripts/infer.py",
         cli="scripts/_cli.py",
-        lib=lib("config", "bundle", "data", "io", "model", "reconstruct", "stitch", "training"),
+        lib=lib("config", "bundle", "data", "io", "model", "reconstruct", "stitch", "training", "provenance"),
     output:
         "results/recon/{dataset}.npz",
     params:
@@ -16,6 +16,7 @@ rule infer:
                 flags("infer", {"batch_size": "--inference-batch-size", "stitch": "--stitch",
                                 "middle_trim": "--middle-trim"}),
                 bool_flag(config["infer"]["align_phase"], "align-phase"),
+                flags("data", {"gridsize": "--gridsize"}),
                 flags("execution", {"accelerator": "--accelerator"}),
             ]
         ),
@@ -40,7 +41,7 @@ rule render:
         recon="results/{stage}/{dataset}.npz",
         script="scripts/render.py",
         cli="scripts/_cli.py",
-        lib=lib("io", "metrics", "render", "stitch"),
+        lib=lib("io", "metrics", "render", "stitch", "provenance"),
     output:
         "results/{stage}/{dataset}.png",
     params:
@@ -60,7 +61,7 @@ rule evaluate:
         reference="results/canonical/{dataset}.npz",
         script="scripts/evaluate.py",
         cli="scripts/_cli.py",
-        lib=lib("io", "metrics", "stitch"),
+        lib=lib("io", "metrics", "stitch", "provenance"),
     output:
         "results/metrics/{stage}/{dataset}.json",
     conda:
@@ -77,6 +78,7 @@ rule compare_methods:
         benchmarks=["benchmarks/infer/{dataset}.tsv", "benchmarks/baseline/{dataset}.tsv",
                     "benchmarks/refine/{dataset}.tsv"],
         script="scripts/compare_methods.py",
+        lib=lib("io", "provenance"),
     output:
         "results/metrics/{dataset}.json",
     conda:

@@ -7,7 +7,7 @@ rule baseline:
         data="results/canonical/{dataset}.npz",
         script="scripts/solve.py",
         cli="scripts/_cli.py",
-        lib=lib("data", "io", "iterative", "physics", "stitch"),
+        lib=lib("data", "io", "iterative", "physics", "stitch", "provenance"),
     output:
         "results/baseline/{dataset}.npz",
     params:
@@ -33,7 +33,7 @@ rule refine:
         init="results/recon/{dataset}.npz",
         script="scripts/solve.py",
         cli="scripts/_cli.py",
-        lib=lib("data", "io", "iterative", "physics", "stitch"),
+        lib=lib("data", "io", "iterative", "physics", "stitch", "provenance"),
     output:
         "results/refined/{dataset}.npz",
     params:

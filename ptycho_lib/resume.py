@@ -1,0 +1,162 @@
+"""Interrupted training picks up where it stopped, and only when that is safe.
+
+Training runs in a scratch directory (`.work` beside the outputs). Lightning writes a
+checkpoint there after every epoch, atomically, next to its target. The scratch
+directory also holds a fingerprint of everything that decides the result (the data
+trained and validated on, every data/model/training setting, the accelerator and the
+library version). When training starts and finds a checkpoint with the same
+fingerprint, it resumes from it; anything else is discarded and training starts
+from scratch. The data are shuffled from (seed, epoch), so a resumed run sees the same
+batches as an uninterrupted one and ends in the same state.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import Sampler
+
+from . import __version__
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "fingerprint.json"
+CHECKPOINT = "last.ckpt"
+METRICS = "metrics.csv"
+EARLIER_METRICS = "metrics.before-resume.csv"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's own writer goes through a file in $TMPDIR and a copy; this one writes
+    a temporary file beside the checkpoint and renames it, so a kill never leaves a
+    partial checkpoint and nothing is written outside the training directory."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation drawn from (seed, epoch): the order of an epoch does not depend on
+    how many epochs this process has run (Lightning calls set_epoch every epoch)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=g).tolist())
+
+
+def _array_digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(scans, configs, accelerator: str) -> dict:
+    """What a checkpoint must share with this run to be resumed: the arrays of every
+    scan used (training and validation), every setting, the device kind, the version."""
+    return {
+        "data": [_array_digest(s.amplitude, s.probe, s.x, s.y, np.float64(s.nphotons)) for s in scans if s],
+        "config": {type(c).__name__: asdict(c) for c in configs},
+        "accelerator": accelerator,
+        "library_version": __version__,
+    }
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """Epoch stored in a checkpoint (read without unpickling code), None if unreadable."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # any damage means: do not resume from it
+        return None
+
+
+def resume_point(work: Path, print_: dict) -> Path | None:
+    """The checkpoint in `work` to resume from, or None after preparing an empty `work`
+    for a fresh run (with the fingerprint written into it)."""
+    work = Path(work)
+    ckpt, stamp = work / CHECKPOINT, work / FINGERPRINT
+    if ckpt.is_file():
+        try:
+            same = json.loads(stamp.read_text()) == json.loads(json.dumps(print_))
+        except (OSError, ValueError):
+            same = False
+        epoch = _checkpoint_epoch(ckpt) if same else None
+        if epoch is not None:
+            log.info("resuming from the checkpoint saved after epoch %d in %s", epoch + 1, work)
+            _keep_earlier_metrics(work, epoch)
+            return ckpt
+        log.warning("discarding an unfinished run in %s: %s", work,
+                    "its checkpoint is unreadable" if same else "it used other data or settings")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(json.dumps(print_, indent=2, sort_keys=True) + "\n")
+    return None
+
+
+def _keep_earlier_metrics(work: Path, epoch: int) -> None:
+    """Lightning's CSV logger starts a new metrics.csv on resume: set aside the rows of
+    the epochs the checkpoint holds (0..epoch) so finish() can put them back."""
+    src = work / METRICS
+    if not src.is_file():
+        return
+    rows = list(csv.reader(io.StringIO(src.read_text())))
+    if not rows or "epoch" not in rows[0]:
+        return
+    col = rows[0].index("epoch")
+    kept = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and _epoch_of(r[col], epoch + 1) <= epoch]
+    with atomic_path(work / EARLIER_METRICS) as tmp:
+        tmp.write_text(_csv_text(kept))
+
+
+def _epoch_of(cell: str, default: int) -> int:
+    """The epoch of a metrics row; a row cut short by the kill counts as unfinished."""
+    try:
+        return int(float(cell))
+    except ValueError:
+        return default
+
+
+def _csv_text(rows) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def finish(work: Path, out_dir: Path) -> None:
+    """Move the finished run's metrics.csv (with any rows from before a resume) and
+    last.ckpt into out_dir (each a rename), then remove the scratch directory."""
+    work, out_dir = Path(work), Path(out_dir)
+    earlier = work / EARLIER_METRICS
+    if earlier.is_file():
+        old = list(csv.reader(io.StringIO(earlier.read_text())))
+        new = list(csv.reader(io.StringIO((work / METRICS).read_text())))
+        if old and new and old[0] == new[0]:
+            with atomic_path(work / METRICS) as tmp:
+                tmp.write_text(_csv_text(old + new[1:]))
+    (work / METRICS).replace(out_dir / METRICS)
+    (work / CHECKPOINT).replace(out_dir / CHECKPOINT)
+    shutil.rmtree(work, ignore_errors=True)
