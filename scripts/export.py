@@ -1,6 +1,9 @@
 """export: turn a training checkpoint into the self-describing bundle wts.h5.zip.
 
-    python scripts/export.py results/train/fly001/last.ckpt results/models/fly001/wts.h5.zip
+    python scripts/export.py results/train/fly001/best.ckpt results/models/fly001/wts.h5.zip
+
+The manifest's `checkpoint` entry says which epoch the weights are from and, for
+best.ckpt, by which metric it was chosen.
 """
 
 import argparse
@@ -31,7 +34,8 @@ def main(argv):
         "nphotons": hp["nphotons"],
         "training_data_sha256": hp["data_sha256"],
         "epochs": ckpt["epoch"] + 1,
-        "checkpoint": a.checkpoint.name,
+        "checkpoint": {"file": a.checkpoint.name, "epoch": ckpt["epoch"], "global_step": ckpt["global_step"],
+                       **ckpt.get("selection", {})},
     }
     write_bundle(a.bundle, ckpt["state_dict"], manifest)
 

@@ -3,8 +3,12 @@
     python scripts/train.py --train_data_file results/canonical/fly001.npz \
         --output_dir results/train/fly001 [--config config/config.yaml] [flags]
 
-Writes last.ckpt and metrics.csv into --output_dir. Settings come from the defaults
-of ptycho_lib.config, then --config, then the flags below.
+Writes into --output_dir: best.ckpt (the best epoch by --checkpoint-monitor, what
+export reads), last.ckpt (the final epoch), checkpoints/ (the --checkpoint-save-top-k
+best), metrics.csv (epoch, step, lr, train_loss, val_loss) and logs/ (--logger).
+Settings come from the defaults of ptycho_lib.config, then each --config file, then
+the flags below. With --devices N > 1 Lightning's DDP reruns this command line in
+N - 1 further processes. Every flag: docs/cli.md.
 """
 
 import argparse
@@ -27,10 +31,10 @@ def main(argv):
     p.add_argument("--train_data_file", type=Path, required=True, help="canonical NPZ to train on")
     p.add_argument("--test_data_file", type=Path, default=None,
                    help="canonical NPZ used for validation (default: a held-out band of the training scan)")
-    p.add_argument("--output_dir", type=Path, required=True, help="where last.ckpt and metrics.csv go")
-    config.add_arguments(p, SECTIONS)
+    p.add_argument("--output_dir", type=Path, required=True, help="where the checkpoints, metrics.csv and logs go")
+    config.add_arguments(p, SECTIONS, "train")
     a = p.parse_args(argv)
-    cfg = config.build(a, SECTIONS)
+    cfg = config.build(a, SECTIONS, "train")
     scan = load_scan(a.train_data_file)
     val = load_scan(a.test_data_file) if a.test_data_file else None
     train(scan, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
