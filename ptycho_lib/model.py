@@ -100,7 +100,7 @@ class PINN(L.LightningModule):
         return physics.amplitude_mae(lam, counts).mean()
 
     def on_train_epoch_start(self):
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, sync_dist=True)
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)

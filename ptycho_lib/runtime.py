@@ -80,7 +80,11 @@ def make_logger(kind: str, root: Path, name: str):
         return TensorBoardLogger(logs, name="tensorboard", version="", default_hp_metric=False)
     from lightning.pytorch.loggers import MLFlowLogger
     # a tracking server named in the environment wins; else a file store beside the run
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or (logs / "mlruns").resolve().as_uri()
+    # (MLflow 3 keeps file stores working but wants them opted into)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        uri = (logs / "mlruns").resolve().as_uri()
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return MLFlowLogger(experiment_name=name, tracking_uri=uri)
 
 
@@ -99,6 +103,7 @@ class EpochTable(Callback):
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                **{k: f"{float(m[k]):.9g}" for k in self.COLUMNS[2:] if k in m}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
         with open(self.path, "a", newline="") as f:
             w = csv.DictWriter(f, self.COLUMNS)
