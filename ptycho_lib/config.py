@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import dataclasses
+import importlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -112,6 +113,9 @@ class ExecConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig,
             "execution": ExecConfig}
+# optional experiment loggers: the module they need and how to install it
+LOGGER_EXTRAS = {"tensorboard": ("tensorboard", "pip install 'ptycho_lib[tensorboard]' (or: pip install tensorboard)"),
+                 "mlflow": ("mlflow", "pip install 'ptycho_lib[mlflow]' (or: pip install mlflow-skinny)")}
 DEVICE_TO_ACCELERATOR = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda", "mps": "mps", "auto": "auto"}
 
 
@@ -256,6 +260,12 @@ def validate(cfg: dict) -> None:
         if tr.checkpoint_save_top_k == 0:
             raise ValueError("--checkpoint-save-top-k 0 would keep no best checkpoint to export; "
                              "use -1 (all) or >= 1")
+        if tr.logger in LOGGER_EXTRAS:
+            module, install = LOGGER_EXTRAS[tr.logger]
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                raise ValueError(f"--logger {tr.logger} needs the optional package '{module}': {install}") from None
         if tr.scheduler == "cosine" and tr.scheduler_min_lr >= tr.learning_rate:
             raise ValueError(f"--scheduler-min-lr {tr.scheduler_min_lr} must be below --learning-rate "
                              f"{tr.learning_rate}")

@@ -4,7 +4,6 @@ Lightning callbacks (checkpoints, early stopping, the per-epoch table) and logge
 from __future__ import annotations
 
 import csv
-import importlib
 import logging
 import os
 from pathlib import Path
@@ -16,10 +15,6 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from .config import ExecConfig, TrainConfig
 
 log = logging.getLogger(__name__)
-
-# optional experiment loggers: the module Lightning needs and how to install it
-LOGGER_EXTRAS = {"tensorboard": ("tensorboard", "pip install 'ptycho_lib[tensorboard]'  (or: pip install tensorboard)"),
-                 "mlflow": ("mlflow", "pip install 'ptycho_lib[mlflow]'  (or: pip install mlflow-skinny)")}
 
 
 def pick_accelerator(requested: str, devices: int = 1) -> str:
@@ -61,16 +56,10 @@ def loader_options(execution: ExecConfig) -> dict:
 
 
 def make_logger(kind: str, root: Path, name: str):
-    """The experiment logger writing under root/logs/, or False for none. A missing
-    optional package is an error that says how to install it."""
+    """The experiment logger writing under root/logs/, or False for none (the
+    optional packages were checked by config.validate)."""
     if kind == "none":
         return False
-    if kind in LOGGER_EXTRAS:
-        module, install = LOGGER_EXTRAS[kind]
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise RuntimeError(f"--logger {kind} needs the optional package '{module}': {install}") from None
     logs = root / "logs"
     if kind == "csv":
         from lightning.pytorch.loggers import CSVLogger

@@ -61,7 +61,6 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
     the monitor, with a `selection` record), checkpoints/ (the top k), metrics.csv and
     logs/ (the --logger output). Returns best.ckpt; None in the extra DDP processes."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(runtime.torch_threads(execution))
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     train_set, val_set, scale = build_datasets(scan, val_scan, data, train_cfg.seed)
@@ -78,6 +77,7 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
                   schedule(train_cfg))
     train_loader, val_loader = make_loaders(train_set, val_set, train_cfg, execution)
     # write to a scratch directory; only a finished run's files reach out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / ".work"
     if not is_launcher_child():
         shutil.rmtree(work, ignore_errors=True)

@@ -26,19 +26,23 @@ from ptycho_lib.training import train  # noqa: E402
 SECTIONS = ("data", "model", "train", "execution")
 
 
-def main(argv):
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train_data_file", type=Path, required=True, help="canonical NPZ to train on")
     p.add_argument("--test_data_file", type=Path, default=None,
                    help="canonical NPZ used for validation (default: a held-out band of the training scan)")
     p.add_argument("--output_dir", type=Path, required=True, help="where the checkpoints, metrics.csv and logs go")
     config.add_arguments(p, SECTIONS, "train")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv):
+    a = parser().parse_args(argv)
     cfg = config.build(a, SECTIONS, "train")
     scan = load_scan(a.train_data_file)
     val = load_scan(a.test_data_file) if a.test_data_file else None
-    train(scan, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
-          data_sha256=sha256_file(a.train_data_file))
+    return train(scan, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
+                 data_sha256=sha256_file(a.train_data_file))
 
 
 if __name__ == "__main__":
