@@ -1,6 +1,6 @@
 """infer: reconstruct the complex object of a scan with a trained model bundle.
 
-    python scripts/infer.py --model_path results/models/fly001/wts.h5.zip \
+    python scripts/infer.py --model_path results/models/fly001/wts.h5.zip
         --test_data results/canonical/fly001.npz --output_dir results/recon [flags]
 
 writes results/recon/fly001.npz: the file is named after --test_data, so the command
@@ -31,7 +31,7 @@ from ptycho_lib.runtime import pick_accelerator, torch_threads  # noqa: E402
 SECTIONS = ("infer", "execution")
 
 
-def main(argv):
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_path", type=Path, required=True, help="model bundle wts.h5.zip")
     p.add_argument("--test_data", type=Path, required=True, help="canonical NPZ to reconstruct")
@@ -39,7 +39,11 @@ def main(argv):
     where.add_argument("--output_dir", type=Path, help="directory for the reconstruction, named after --test_data")
     where.add_argument("--output", type=Path, help="reconstruction NPZ to write (instead of --output_dir)")
     config.add_arguments(p, SECTIONS, "infer")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv):
+    a = parser().parse_args(argv)
     cfg = config.build(a, SECTIONS, "infer")
     output = a.output or a.output_dir / f"{a.test_data.stem}.npz"
     torch.set_num_threads(torch_threads(cfg["execution"]))

@@ -16,6 +16,20 @@ FAST = ["--n_images", "16", "--batch_size", "8", "--width", "8", "--max_epochs",
         "--logger", "none", "--accelerator", "cpu"]
 
 
+def fast_without(*names) -> list[str]:
+    """FAST less the named flags and their values."""
+    out, skip = [], False
+    for i, a in enumerate(FAST):
+        if skip:
+            skip = False
+            continue
+        if a in names:
+            skip = i + 1 < len(FAST) and not FAST[i + 1].startswith("--")
+            continue
+        out.append(a)
+    return out
+
+
 def canonical_tiny(path: Path) -> Path:
     write_npz(path, canonicalise(simulate(TINY), path))
     return path

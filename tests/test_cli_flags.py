@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from knobs import FAST, canonical_tiny, metrics, train
+from knobs import canonical_tiny, fast_without, metrics, train
 from _cli import run
 
 TRAIN_FLAGS = """--train_data_file --test_data_file --output_dir --max_epochs --n_images --gridsize --batch_size
@@ -90,7 +90,7 @@ def _deprecations(caplog):
 
 def test_deprecated_device_sets_the_accelerator_once_warned_never_overriding_it(data, tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    argv = [a for a in FAST if a not in ("--accelerator", "cpu")]
+    argv = fast_without("--accelerator")
     import train as train_script
     train_script.main(["--train_data_file", str(data), "--output_dir", str(tmp_path / "a"), *argv, "--device", "cpu"])
     assert _deprecations(caplog) == ["deprecated: --device cpu is taken as --accelerator cpu; use --accelerator"]
@@ -103,7 +103,7 @@ def test_deprecated_device_sets_the_accelerator_once_warned_never_overriding_it(
 
 def test_deprecated_disable_mlflow_turns_logging_off(data, tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    argv = [a for a in FAST if a not in ("--logger", "none")]
+    argv = fast_without("--logger")
     import train as train_script
     out = tmp_path / "out"
     train_script.main(["--train_data_file", str(data), "--output_dir", str(out), *argv, "--disable_mlflow"])
