@@ -201,10 +201,12 @@ def build(args: argparse.Namespace, sections, program: str) -> dict:
     for sec in sections:
         fields = {f.name: f for f in _fields(sec, program)}
         values = {}
+        known = {f.name for f in _fields(sec)}
         for name, (path, value) in files.get(sec, {}).items():
-            if name not in fields:
+            if name not in known:
                 raise ValueError(f"--config {path}: unknown key {sec}.{name}")
-            values[name] = _check(fields[name], value, f"--config {path}: {sec}.{name}")
+            if name in fields:  # (keys of the other program's knobs are left alone)
+                values[name] = _check(fields[name], value, f"--config {path}: {sec}.{name}")
         for f in fields.values():
             v = getattr(args, f"{sec}.{f.name}", None)
             if v is not None:
