@@ -11,8 +11,9 @@ from ptycho_lib.contract import canonicalise
 from ptycho_lib.io import write_npz
 from ptycho_lib.simulate import simulate
 
-# a second or two per run: 16 groups of 4 tiny patterns, a narrow network
-FAST = ["--n_images", "16", "--batch_size", "8", "--width", "8", "--max_epochs", "2", "--quiet", "--threads", "2",
+# well under a second per run: 16 groups of 4 tiny patterns, a narrow network, one thread
+# (two threads on a busy 2-core machine are ~20x slower: OpenMP threads wait for each other)
+FAST = ["--n_images", "16", "--batch_size", "8", "--width", "8", "--max_epochs", "2", "--quiet", "--threads", "1",
         "--logger", "none", "--accelerator", "cpu"]
 
 

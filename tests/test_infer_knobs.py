@@ -17,6 +17,7 @@ from ptycho_lib.reconstruct import reconstruct
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("infer")
+    torch.set_num_threads(1)  # as the programs' --threads 1 would (see tests/knobs.py)
     data = canonical_tiny(tmp / "tiny.npz")
     torch.manual_seed(0)
     module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, n=32, width=8, gridsize=1)
@@ -89,7 +90,7 @@ def test_output_dir_names_the_file_after_the_data_as_the_rule_expects(setup, tmp
     import infer as infer_script
     data, bundle = setup
     infer_script.main(["--model_path", str(bundle), "--test_data", str(data), "--output_dir", str(tmp_path / "recon"),
-                       "--n_images", "20", "--pad-eval", "--quiet"])
+                       "--n_images", "20", "--pad-eval", "--quiet", "--threads", "1"])
     rec = read_npz(tmp_path / "recon" / "tiny.npz")
     assert len(rec["xcoords"]) == 20 and rec["origin"].shape == (2,)
     assert '"pad_eval": true' in str(rec["provenance"])

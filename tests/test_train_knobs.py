@@ -29,7 +29,7 @@ def test_same_seed_gives_bit_identical_weights_and_reconstructions_another_seed_
         out = train(data, tmp_path / name, "--seed", seed, "--deterministic")
         bundle = export(out / "best.ckpt", tmp_path / name / "wts.h5.zip")
         infer_script.main(["--model_path", str(bundle), "--test_data", str(data), "--output", str(tmp_path / f"{name}.npz"),
-                           "--quiet", "--accelerator", "cpu"])
+                           "--quiet", "--accelerator", "cpu", "--threads", "1"])
         runs[name] = weights(out / "best.ckpt")
     assert distance(runs["a"], runs["b"]) == 0.0
     assert distance(runs["a"], runs["c"]) > 1e-3
