@@ -13,6 +13,7 @@ import builtins
 import dataclasses
 import importlib
 import logging
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,16 +135,14 @@ def _check(f, value, source):
         raise ValueError(f"{source} must be {expected.__name__}, got {value!r}")
     if md["choices"] and value not in md["choices"]:
         raise ValueError(f"{source} must be one of {', '.join(md['choices'])}; got {value!r}")
-    bounds = [(md["min"], ">=", value >= (md["min"] or 0)), (md["above"], ">", value > (md["above"] or 0)),
-              (md["max"], "<=", value <= (md["max"] or 0))] if expected in (int, float) else []
-    for limit, op, ok in bounds:
-        if limit is not None and not ok:
-            raise ValueError(f"{source} must be {op} {limit}, got {value!r}")
+    for key, op, ok in (("min", ">=", operator.ge), ("above", ">", operator.gt), ("max", "<=", operator.le)):
+        if md[key] is not None and not ok(value, md[key]):
+            raise ValueError(f"{source} must be {op} {md[key]}, got {value!r}")
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser, sections, program: str) -> None:
-    """One flag per field of the given sections (those of `program`), defaults shown
+def add_arguments(parser: argparse.ArgumentParser, sections, program: str | None = None) -> None:
+    """One flag per field of the given sections (those of `program`, else all), defaults shown
     from the dataclasses, plus --config and the deprecated flags."""
     for sec in sections:
         group = parser.add_argument_group(sec)
@@ -193,7 +192,7 @@ def _read_files(paths) -> dict:
     return merged
 
 
-def build(args: argparse.Namespace, sections, program: str) -> dict:
+def build(args: argparse.Namespace, sections, program: str | None = None) -> dict:
     """Configuration objects for the given sections: defaults < --config files < flags,
     then the deprecated flags, then the checks of combinations."""
     files = _read_files(getattr(args, "config", None) or [])
