@@ -66,7 +66,8 @@ def export_checkpoint(checkpoint, path) -> str:
         "nphotons": hp["nphotons"],
         "training_data_sha256": hp["data_sha256"],
         "epochs": ckpt["epoch"] + 1,
-        "checkpoint": Path(checkpoint).name,
+        "checkpoint": {"file": Path(checkpoint).name, "epoch": ckpt["epoch"], "global_step": ckpt["global_step"],
+                       **ckpt.get("selection", {})},
     }
     return write_bundle(path, ckpt["state_dict"], manifest)
 

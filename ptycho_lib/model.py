@@ -77,7 +77,8 @@ class PINN(L.LightningModule):
 
     def __init__(self, probe: torch.Tensor, nphotons: float, input_scale: float, n: int, width: int,
                  gridsize: int, loss: str = "poisson", learning_rate: float = 1e-3, data_sha256: str = "",
-                 norm: str = "batch", input_transform: str = "sqrt", align_phase: bool = True):
+                 norm: str = "batch", input_transform: str = "sqrt", align_phase: bool = True,
+                 schedule: dict | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["probe"])
         self.net = PtychoNet(n, width, norm, input_transform)
@@ -98,13 +99,30 @@ class PINN(L.LightningModule):
             return physics.poisson_nll(lam, counts, self.hparams.nphotons).mean()
         return physics.amplitude_mae(lam, counts).mean()
 
+    def on_train_epoch_start(self):
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, sync_dist=True)
+
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        # sync_dist: with several DDP processes every one sees the mean over all
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]))
+        self.log("val_loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]), sync_dist=True)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+        s = self.hparams.schedule or {"name": "none"}
+        sched = torch.optim.lr_scheduler
+        if s["name"] == "none":
+            return opt
+        if s["name"] == "step":
+            scheduler = sched.StepLR(opt, step_size=s["step_size"], gamma=s["gamma"])
+        elif s["name"] == "cosine":
+            scheduler = sched.CosineAnnealingLR(opt, T_max=s["t_max"], eta_min=s["min_lr"])
+        else:
+            scheduler = sched.ReduceLROnPlateau(opt, mode=s["mode"], factor=s["gamma"], patience=s["patience"],
+                                                min_lr=s["min_lr"])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch",
+                                                   "monitor": s["monitor"]}}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from torch.utils.data import DataLoader
+
 from .config import InferConfig
 from .data import Scan, input_scale
 from .io import InputError
@@ -12,25 +14,40 @@ from .model import PtychoNet
 from .stitch import Stitcher, canvas_geometry, phase_offsets
 
 
+def first_patterns(scan: Scan, n_images: int) -> Scan:
+    """The scan cut to its first n_images patterns (0 = all)."""
+    if not n_images or n_images >= len(scan.x):
+        return scan
+    k = n_images
+    return Scan(scan.amplitude[:k], scan.probe, scan.x[:k], scan.y[:k], scan.nphotons, scan.obj)
+
+
 def reconstruct(net: PtychoNet, manifest: dict, scan: Scan, cfg: InferConfig, device: str = "cpu",
-                path="") -> dict:
-    """Object (complex64), stitching weights and the canvas origin for a scan."""
+                path="", num_workers: int = 0) -> dict:
+    """Object (complex64), stitching weights and the canvas origin for a scan. The
+    patterns go through the network cfg.batch_size at a time, loaded by num_workers
+    processes; the canvas is the reference object's frame when the scan has one,
+    grown to hold every whole window with cfg.pad_eval."""
     if manifest["architecture"]["n"] != scan.n:
         raise InputError(path, f"patterns are {scan.n}x{scan.n} but the model was trained on "
                          f"{manifest['architecture']['n']}x{manifest['architecture']['n']}")
-    shape, (oy, ox) = canvas_geometry(scan.x, scan.y, scan.n, None if scan.obj is None else scan.obj.shape)
-    y, x = scan.y + oy, scan.x + ox
-    stitcher = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim)
     # each scan is scaled by its own statistics, as the training scan was
     scale = np.float32(input_scale(scan.amplitude))
+    scan = first_patterns(scan, cfg.n_images)
+    reference = None if scan.obj is None else scan.obj.shape
+    shape, (oy, ox) = canvas_geometry(scan.x, scan.y, scan.n, None if cfg.pad_eval else reference)
+    if cfg.pad_eval and reference is not None:  # keep the reference frame inside the canvas
+        shape = (max(shape[0], reference[0] + int(oy)), max(shape[1], reference[1] + int(ox)))
+    y, x = scan.y + oy, scan.x + ox
+    stitcher = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim)
     net = net.to(device)
+    loader = DataLoader(scan.amplitude, batch_size=cfg.batch_size, num_workers=num_workers)
     with torch.inference_mode():
-        patches = np.concatenate([
-            net.patches(torch.from_numpy(scan.amplitude[s:s + cfg.batch_size] * scale).to(device)).cpu().numpy()
-            for s in range(0, len(x), cfg.batch_size)])
+        patches = np.concatenate([net.patches((batch * scale).to(device)).cpu().numpy() for batch in loader])
     if cfg.align_phase:
         patches *= np.exp(1j * phase_offsets(patches, y, x, stitcher.weight)).astype(np.complex64)[:, None, None]
     for s in range(0, len(x), cfg.batch_size):
         stitcher.add(patches[s:s + cfg.batch_size], y[s:s + cfg.batch_size], x[s:s + cfg.batch_size])
     obj, weight = stitcher.result()
-    return {"object": obj, "weight": weight, "origin": np.array([oy, ox]), "input_scale": float(scale)}
+    return {"object": obj, "weight": weight, "origin": np.array([oy, ox]), "input_scale": float(scale),
+            "x": scan.x, "y": scan.y}

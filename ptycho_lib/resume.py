@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 FINGERPRINT = "fingerprint.json"
 CHECKPOINT = "last.ckpt"
 METRICS = "metrics.csv"
-EARLIER_METRICS = "metrics.before-resume.csv"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -118,8 +117,9 @@ def resume_point(work: Path, print_: dict) -> Path | None:
 
 
 def _keep_earlier_metrics(work: Path, epoch: int) -> None:
-    """Lightning's CSV logger starts a new metrics.csv on resume: set aside the rows of
-    the epochs the checkpoint holds (0..epoch) so finish() can put them back."""
+    """metrics.csv gains a row per epoch: keep the rows of the epochs the checkpoint
+    holds (0..epoch), dropping any written after it, so the resumed run appends to a
+    table that matches the checkpoint."""
     src = work / METRICS
     if not src.is_file():
         return
@@ -128,7 +128,7 @@ def _keep_earlier_metrics(work: Path, epoch: int) -> None:
         return
     col = rows[0].index("epoch")
     kept = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and _epoch_of(r[col], epoch + 1) <= epoch]
-    with atomic_path(work / EARLIER_METRICS) as tmp:
+    with atomic_path(src) as tmp:
         tmp.write_text(_csv_text(kept))
 
 
@@ -146,17 +146,14 @@ def _csv_text(rows) -> str:
     return buf.getvalue()
 
 
-def finish(work: Path, out_dir: Path) -> None:
-    """Move the finished run's metrics.csv (with any rows from before a resume) and
-    last.ckpt into out_dir (each a rename), then remove the scratch directory."""
+def finish(work: Path, out_dir: Path, names=(CHECKPOINT, METRICS)) -> None:
+    """Move the finished run's files (each a rename) into out_dir, replacing earlier
+    ones, then remove the scratch directory."""
     work, out_dir = Path(work), Path(out_dir)
-    earlier = work / EARLIER_METRICS
-    if earlier.is_file():
-        old = list(csv.reader(io.StringIO(earlier.read_text())))
-        new = list(csv.reader(io.StringIO((work / METRICS).read_text())))
-        if old and new and old[0] == new[0]:
-            with atomic_path(work / METRICS) as tmp:
-                tmp.write_text(_csv_text(old + new[1:]))
-    (work / METRICS).replace(out_dir / METRICS)
-    (work / CHECKPOINT).replace(out_dir / CHECKPOINT)
+    for name in names:
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        if (work / name).exists():
+            (work / name).replace(target)
     shutil.rmtree(work, ignore_errors=True)

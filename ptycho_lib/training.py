@@ -9,31 +9,14 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig
+from . import runtime
+from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launcher_child
 from .data import GroupDataset, Scan, input_scale, make_groups, split_rows
 from .model import PINN
 from .physics import scale_probe
 from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
-
-
-def pick_accelerator(requested: str) -> str:
-    """Lightning accelerator name for the request; 'auto' means CUDA, else MPS, else CPU."""
-    if requested in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"--accelerator {requested} was requested but no CUDA device is available")
-        return "cuda"
-    if requested == "mps":
-        return "mps"
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    return "cpu"
 
 
 def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int):
@@ -55,42 +38,79 @@ def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: in
     return sets[0], sets[1], scale
 
 
-def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: ModelConfig,
-          train_cfg: TrainConfig, execution: ExecConfig, data_sha256: str = "") -> Path:
-    """Fit the PINN; writes last.ckpt and metrics.csv into out_dir and returns last.ckpt."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(execution.threads)
-    L.seed_everything(train_cfg.seed, workers=True, verbose=False)
-    train_set, val_set, scale = build_datasets(scan, val_scan, data, train_cfg.seed)
-    accelerator = pick_accelerator(execution.accelerator)
-    logging.getLogger(__name__).info("training on %s: %d groups of %d, validation %s",
-                                     accelerator, len(train_set), data.gridsize**2,
-                                     len(val_set) if val_set else "none")
-    probe = torch.from_numpy(scale_probe(scan.probe.astype("complex128"), scan.nphotons))
-    module = PINN(probe, scan.nphotons, scale, scan.n, model.width, data.gridsize, model.loss,
-                  train_cfg.learning_rate, data_sha256, model.norm, model.input_transform, model.align_phase)
-    loader = dict(num_workers=execution.num_workers, persistent_workers=execution.num_workers > 0)
+def schedule(cfg: TrainConfig) -> dict:
+    """The learning-rate schedule the LightningModule builds (saved with its hparams)."""
+    return {"name": cfg.scheduler, "step_size": cfg.scheduler_step_size, "gamma": cfg.scheduler_gamma,
+            "patience": cfg.scheduler_patience, "min_lr": cfg.scheduler_min_lr,
+            "t_max": cfg.scheduler_t_max or cfg.max_epochs, "monitor": cfg.checkpoint_monitor,
+            "mode": cfg.checkpoint_mode}
+
+
+def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConfig):
+    loader = runtime.loader_options(execution)
     # shuffled from (seed, epoch), so a resumed run sees the batches an uninterrupted one would
     train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size,
                               sampler=EpochShuffle(len(train_set), train_cfg.seed), **loader)
     val_loader = DataLoader(val_set, batch_size=4 * train_cfg.batch_size, **loader) if val_set else None
+    return train_loader, val_loader
+
+
+def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: ModelConfig,
+          train_cfg: TrainConfig, execution: ExecConfig, data_sha256: str = "") -> Path | None:
+    """Fit the PINN. Writes into out_dir: last.ckpt (final epoch), best.ckpt (best by
+    the monitor, with a `selection` record), checkpoints/ (the top k), metrics.csv and
+    logs/ (the --logger output). Returns best.ckpt; None in the extra DDP processes."""
+    out_dir = Path(out_dir)
+    torch.set_num_threads(runtime.torch_threads(execution))
+    L.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    train_set, val_set, scale = build_datasets(scan, val_scan, data, train_cfg.seed)
+    if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
+        raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "
+                         "--test_data_file, or monitor train_loss")
+    accelerator = runtime.pick_accelerator(execution.accelerator, execution.devices)
+    logging.getLogger(__name__).info("training on %s x%d: %d groups of %d, validation %s",
+                                     accelerator, execution.devices, len(train_set), data.gridsize**2,
+                                     len(val_set) if val_set else "none")
+    probe = torch.from_numpy(scale_probe(scan.probe.astype("complex128"), scan.nphotons))
+    module = PINN(probe, scan.nphotons, scale, scan.n, model.width, data.gridsize, model.loss,
+                  train_cfg.learning_rate, data_sha256, model.norm, model.input_transform, model.align_phase,
+                  schedule(train_cfg))
+    train_loader, val_loader = make_loaders(train_set, val_set, train_cfg, execution)
     # write to a scratch directory; only a finished run's files reach out_dir. A run
-    # killed earlier with the same data and settings resumes from its last checkpoint.
+    # killed earlier with the same data and settings resumes from its last checkpoint
+    # (decided once, by the launcher; DDP's extra processes follow its decision).
+    out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / ".work"
-    ckpt_path = resume_point(work, fingerprint([scan, val_scan], [data, model, train_cfg], accelerator))
+    if is_launcher_child():
+        ckpt_path = work / "last.ckpt" if (work / "last.ckpt").is_file() else None
+    else:
+        ckpt_path = resume_point(work, fingerprint([scan, val_scan], [data, model, train_cfg], accelerator))
     trainer = L.Trainer(
-        max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=1,
-        deterministic=train_cfg.deterministic, logger=CSVLogger(work, name="", version=""),
-        callbacks=[ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None)],
+        max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,
+        strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
+        deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
+        callbacks=[ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
+                   *runtime.callbacks(train_cfg, work)],
         enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
         default_root_dir=work, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
     )
     with warnings.catch_warnings():
         # the data are in memory: worker processes would only add start-up cost
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        # the scratch directory holds the resume fingerprint (and a checkpoint on resume)
+        # checkpoints/, logs/ and the resume fingerprint live there
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
-    finish(work, out_dir)
-    return out_dir / "last.ckpt"
+    if not trainer.is_global_zero:
+        return None
+    _mark_best(runtime.best_checkpoint(trainer), work)
+    finish(work, out_dir, ("last.ckpt", "best.ckpt", "metrics.csv", "checkpoints", "logs"))
+    return out_dir / "best.ckpt"
+
+
+def _mark_best(cb: ModelCheckpoint, work: Path) -> None:
+    """best.ckpt: the best top-k checkpoint plus a record of how it was chosen."""
+    ckpt = torch.load(cb.best_model_path, map_location="cpu", weights_only=True)
+    ckpt["selection"] = {"file": Path(cb.best_model_path).name, "monitor": cb.monitor, "mode": cb.mode,
+                         "score": float(cb.best_model_score), "epoch": int(ckpt["epoch"]),
+                         "kept": sorted(Path(p).name for p in cb.best_k_models)}
+    torch.save(ckpt, work / "best.ckpt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 
@@ -15,7 +16,10 @@ def run(main, argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    # the extra processes of a DDP run (rank > 0) repeat the command line: only warnings from them
+    child = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0"
+    logging.basicConfig(level=logging.WARNING if child else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     try:
         main(argv)
     except (InputError, ValueError, RuntimeError, OSError) as e:

@@ -30,10 +30,14 @@ def main(argv):
     rec, ref = read_npz(a.recon), read_npz(a.reference)
     if "objectGuess" not in ref:
         raise InputError(a.reference, "has no objectGuess to compare with")
-    if ref["objectGuess"].shape != rec["object"].shape:
+    obj = rec["object"]
+    if "origin" in rec:  # a canvas grown by --pad-eval: cut the reference's frame back out
+        (oy, ox), (h, w) = rec["origin"].astype(int), ref["objectGuess"].shape
+        obj = obj[oy:oy + h, ox:ox + w]
+    if ref["objectGuess"].shape != obj.shape:
         raise InputError(a.recon, f"object {rec['object'].shape} differs from the reference {ref['objectGuess'].shape}")
     region = scanned_region(ref["xcoords"], ref["ycoords"])
-    scores = compare(rec["object"], ref["objectGuess"], region)
+    scores = compare(obj, ref["objectGuess"], region)
     scores["region"] = {"rows": [region[0].start, region[0].stop], "cols": [region[1].start, region[1].stop]}
     write_json(a.metrics, scores)
     record(a.metrics, "evaluate", {"recon": a.recon, "reference": a.reference})

@@ -1,6 +1,9 @@
 """export: turn a training checkpoint into the self-describing bundle wts.h5.zip.
 
-    python scripts/export.py results/train/fly001/last.ckpt results/models/fly001/wts.h5.zip
+    python scripts/export.py results/train/fly001/best.ckpt results/models/fly001/wts.h5.zip
+
+The manifest's `checkpoint` entry says which epoch the weights are from and, for
+best.ckpt, by which metric it was chosen.
 """
 
 import argparse

@@ -35,17 +35,25 @@ def lib(*modules):
 
 
 def flags(section, mapping):
-    """CLI flags for the config values of one section, e.g. '--max_epochs 20'."""
-    values = config[section]
-    return " ".join(f"{flag} {values[key]}" for key, flag in mapping.items())
+    """CLI flags for the config values of one section, e.g. '--max_epochs 20';
+    booleans become --name / --no-name and null values are left out."""
+    out = []
+    for key, flag in mapping.items():
+        value = config[section][key]
+        if isinstance(value, bool):
+            out.append(bool_flag(value, flag[2:]))
+        elif value is not None:
+            out.append(f"{flag} {value}")
+    return " ".join(out)
 
 
 def bool_flag(value, name):
     return f"--{name}" if value else f"--no-{name}"
 
 
-def gpu_count(accelerator):
-    return 1 if accelerator in ("gpu", "cuda") else 0
+def gpu_count(accelerator, devices=1):
+    """GPUs a train/infer job requests: the devices when the accelerator is a GPU."""
+    return devices if accelerator in ("gpu", "cuda") else 0
 
 
 def stage_title(stage, dataset):

@@ -6,28 +6,42 @@ rule train:
         data=lambda wc: f"results/canonical/{training_data(wc.model)}.npz",
         script="scripts/train.py",
         cli="scripts/_cli.py",
-        lib=lib("config", "data", "io", "model", "physics", "resume", "stitch", "training", "provenance"),
+        lib=lib("config", "data", "io", "model", "physics", "provenance", "resume", "runtime", "stitch", "training"),
     output:
-        ckpt="results/train/{model}/last.ckpt",
+        best="results/train/{model}/best.ckpt",
+        last="results/train/{model}/last.ckpt",
         metrics="results/train/{model}/metrics.csv",
+        checkpoints=directory("results/train/{model}/checkpoints"),
     params:
-        outdir=lambda wc, output: os.path.dirname(output.ckpt),
+        outdir=lambda wc, output: os.path.dirname(output.best),
         flags=" ".join(
             [
                 flags("data", {"gridsize": "--gridsize", "neighbours": "--neighbours",
                                "n_groups": "--n_images", "val_fraction": "--val-fraction"}),
                 flags("model", {"width": "--width", "loss": "--loss", "norm": "--norm",
-                                "input_transform": "--input-transform"}),
-                bool_flag(config["model"]["align_phase"], "align-phase"),
+                                "input_transform": "--input-transform", "align_phase": "--align-phase"}),
                 flags("train", {"max_epochs": "--max_epochs", "batch_size": "--batch_size",
-                                "learning_rate": "--learning-rate", "seed": "--seed"}),
-                bool_flag(config["train"]["deterministic"], "deterministic"),
-                flags("execution", {"accelerator": "--accelerator", "num_workers": "--num-workers"}),
+                                "accumulate_grad_batches": "--accumulate-grad-batches",
+                                "learning_rate": "--learning-rate", "seed": "--seed",
+                                "deterministic": "--deterministic",
+                                "checkpoint_save_top_k": "--checkpoint-save-top-k",
+                                "checkpoint_monitor": "--checkpoint-monitor",
+                                "checkpoint_mode": "--checkpoint-mode",
+                                "early_stop_patience": "--early-stop-patience", "logger": "--logger",
+                                "scheduler": "--scheduler", "scheduler_step_size": "--scheduler-step-size",
+                                "scheduler_gamma": "--scheduler-gamma",
+                                "scheduler_patience": "--scheduler-patience",
+                                "scheduler_min_lr": "--scheduler-min-lr",
+                                "scheduler_t_max": "--scheduler-t-max"}),
+                flags("execution", {"devices": "--devices", "num_workers": "--num-workers",
+                                    "prefetch_factor": "--prefetch-factor",
+                                    "persistent_workers": "--persistent-workers"}),
             ]
         ),
     threads: config["execution"]["threads"]
     resources:
-        gpu=gpu_count(config["execution"]["accelerator"]),
+        accelerator=config["execution"]["accelerator"],
+        gpu=gpu_count(config["execution"]["accelerator"], config["execution"]["devices"]),
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
     conda:
@@ -38,12 +52,12 @@ rule train:
         "benchmarks/train/{model}.tsv"
     shell:
         "python {input.script} --train_data_file {input.data} --output_dir {params.outdir}"
-        " {params.flags} --threads {threads} --quiet 2> {log}"
+        " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
 
 
 rule export:
     input:
-        ckpt="results/train/{model}/last.ckpt",
+        ckpt="results/train/{model}/best.ckpt",
         script="scripts/export.py",
         cli="scripts/_cli.py",
         lib=lib("io", "bundle", "model", "provenance"),

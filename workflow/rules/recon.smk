@@ -7,21 +7,23 @@ rule infer:
         data="results/canonical/{dataset}.npz",
         script="scripts/infer.py",
         cli="scripts/_cli.py",
-        lib=lib("config", "bundle", "data", "io", "model", "reconstruct", "stitch", "training", "provenance"),
+        lib=lib("config", "bundle", "data", "io", "model", "provenance", "reconstruct", "runtime", "stitch"),
     output:
         "results/recon/{dataset}.npz",
     params:
+        outdir=lambda wc, output: os.path.dirname(output[0]),
         flags=" ".join(
             [
-                flags("infer", {"batch_size": "--inference-batch-size", "stitch": "--stitch",
-                                "middle_trim": "--middle-trim"}),
-                bool_flag(config["infer"]["align_phase"], "align-phase"),
+                flags("infer", {"n_images": "--n_images", "batch_size": "--inference-batch-size",
+                                "stitch": "--stitch", "middle_trim": "--middle-trim",
+                                "pad_eval": "--pad-eval", "align_phase": "--align-phase"}),
+                flags("execution", {"num_workers": "--num-workers"}),
                 flags("data", {"gridsize": "--gridsize"}),
-                flags("execution", {"accelerator": "--accelerator"}),
             ]
         ),
     threads: config["execution"]["threads"]
     resources:
+        accelerator=config["execution"]["accelerator"],
         gpu=gpu_count(config["execution"]["accelerator"]),
         mem_mb=config["resources"]["infer"]["mem_mb"],
         runtime=config["resources"]["infer"]["runtime"],
@@ -32,8 +34,8 @@ rule infer:
     benchmark:
         "benchmarks/infer/{dataset}.tsv"
     shell:
-        "python {input.script} --model_path {input.bundle} --test_data {input.data} --output {output}"
-        " {params.flags} --threads {threads} --quiet 2> {log}"
+        "python {input.script} --model_path {input.bundle} --test_data {input.data} --output_dir {params.outdir}"
+        " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
 
 
 rule render:
