@@ -1,7 +1,7 @@
 # Shared helpers: per-dataset settings, the dataset -> model map, and the library
 # sources each stage depends on (Snakemake does not see Python imports).
+import ast
 import os
-
 
 
 wildcard_constraints:
@@ -25,9 +25,33 @@ def training_data(model):
     return (config["models"].get(model) or {}).get("train_data") or model
 
 
-def lib(*modules):
-    """Library source files a stage imports, declared as inputs so edits rerun it."""
-    return [f"ptycho_lib/{m}.py" for m in ("__init__",) + modules]
+def sources(script):
+    """A stage's script and every local file it imports, directly or through other
+    imports (scripts/_cli.py, ptycho_lib/*.py): declared as inputs, so an edit to any
+    of them reruns the stage (Snakemake does not see imports), an edit elsewhere not."""
+    found, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in found or not os.path.exists(path):
+            continue
+        found.add(path)
+        package = os.path.dirname(path).replace("/", ".")
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package if node.level else ""
+                base = f"{base}.{node.module}" if base and node.module else base or node.module
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("ptycho_lib"):
+                    todo.append(name.replace(".", "/") + ".py")
+                    todo.append(name.split(".")[0] + "/__init__.py")
+                elif path.startswith("scripts/"):
+                    todo.append(f"scripts/{name}.py")
+    return sorted(found)
 
 
 def flags(section, mapping):

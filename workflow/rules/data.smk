@@ -5,8 +5,7 @@ rule validate:
     input:
         raw="resources/{dataset}.npz",
         script="scripts/validate.py",
-        cli="scripts/_cli.py",
-        lib=lib("io", "contract"),
+        sources=sources("scripts/validate.py"),
     output:
         "results/validated/{dataset}.json",
     params:
@@ -27,8 +26,7 @@ rule transpose:
         raw="resources/{dataset}.npz",
         report="results/validated/{dataset}.json",
         script="scripts/transpose.py",
-        cli="scripts/_cli.py",
-        lib=lib("io", "contract"),
+        sources=sources("scripts/transpose.py"),
     output:
         "results/canonical/{dataset}.npz",
     params:

@@ -5,8 +5,7 @@ rule train:
     input:
         data=lambda wc: f"results/canonical/{training_data(wc.model)}.npz",
         script="scripts/train.py",
-        cli="scripts/_cli.py",
-        lib=lib("config", "data", "io", "model", "physics", "training"),
+        sources=sources("scripts/train.py"),
     output:
         ckpt="results/train/{model}/last.ckpt",
         metrics="results/train/{model}/metrics.csv",
@@ -45,8 +44,7 @@ rule export:
     input:
         ckpt="results/train/{model}/last.ckpt",
         script="scripts/export.py",
-        cli="scripts/_cli.py",
-        lib=lib("io", "bundle", "model"),
+        sources=sources("scripts/export.py"),
     output:
         "results/models/{model}/wts.h5.zip",
     conda:

@@ -6,8 +6,7 @@ rule infer:
         bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
         data="results/canonical/{dataset}.npz",
         script="scripts/infer.py",
-        cli="scripts/_cli.py",
-        lib=lib("config", "bundle", "data", "io", "model", "reconstruct", "stitch", "training"),
+        sources=sources("scripts/infer.py"),
     output:
         "results/recon/{dataset}.npz",
     params:
@@ -39,8 +38,7 @@ rule render:
     input:
         recon="results/recon/{dataset}.npz",
         script="scripts/render.py",
-        cli="scripts/_cli.py",
-        lib=lib("io", "metrics", "render", "stitch"),
+        sources=sources("scripts/render.py"),
     output:
         "results/recon/{dataset}.png",
     params:
@@ -59,8 +57,7 @@ rule evaluate:
         recon="results/recon/{dataset}.npz",
         reference="results/canonical/{dataset}.npz",
         script="scripts/evaluate.py",
-        cli="scripts/_cli.py",
-        lib=lib("io", "metrics", "stitch"),
+        sources=sources("scripts/evaluate.py"),
     output:
         "results/metrics/{dataset}.json",
     conda:
