@@ -8,7 +8,12 @@ rule train:
         sources=sources("scripts/train.py"),
     output:
         ckpt="results/train/{model}/last.ckpt",
-        metrics="results/train/{model}/metrics.csv",
+        metrics=report(
+            "results/train/{model}/metrics.csv",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"model": "{model}"},
+        ),
     params:
         outdir=lambda wc, output: os.path.dirname(output.ckpt),
         flags=" ".join(

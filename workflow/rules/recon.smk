@@ -40,9 +40,15 @@ rule render:
         script="scripts/render.py",
         sources=sources("scripts/render.py"),
     output:
-        "results/recon/{dataset}.png",
+        report(
+            "results/recon/{dataset}.png",
+            caption="../report/recon.rst",
+            category="Reconstructions",
+            labels={"scan": "{dataset}"},
+        ),
     params:
         title=lambda wc: f"{wc.dataset} - model {model_of(wc.dataset)}",
+        model=lambda wc: model_of(wc.dataset),
         dpi=config["render"]["dpi"],
     conda:
         "../envs/ptycho.yaml"
