@@ -160,39 +160,42 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_scans_sharing_a_model_run_as_slurm_jobs_with_gpu_requests(cluster, tmp_path):
+def test_tiny_pipeline_runs_as_slurm_jobs_with_the_profiles_gpu_requests(cluster, tmp_path):
     work = copy_repo(tmp_path / "repo")
-    for name, spec in (("scan_a", TINY), ("scan_b", replace(TINY, seed=4, object_seed=6))):
-        write_npz(work / f"resources/{name}.npz", simulate(spec))
-    config = {**TINY_CONFIG, "datasets": {"scan_b": {"model": "scan_a"}},
-              "resources": {"train": {"mem_mb": 500, "runtime": 10}, "infer": {"mem_mb": 500, "runtime": 10}}}
-    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
-    cmd = ["timeout", "-s", "INT", "400", sys.executable, "-m", "snakemake", "results/recon/scan_a.png",
-           "results/recon/scan_b.png", "--workflow-profile", "slurm",
-           "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "3",
+    write_npz(work / "resources/tiny.npz", simulate(TINY))
+    small = {"mem_mb": 500, "runtime": 10}
+    (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "resources": {"train": small, "infer": small}}))
+    cmd = ["timeout", "-s", "INT", "300", sys.executable, "-m", "snakemake", "results/recon/tiny.png",
+           "--workflow-profile", "slurm", "--slurm-init-seconds-before-status-checks", "5",
            "--slurm-keep-successful-logs", "--configfile", "tiny.yaml"]
     proc = subprocess.run(cmd, cwd=work, env=cluster.env, capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    job_logs = "".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in (work / ".snakemake/slurm_logs").rglob("*.log"))
-    assert proc.returncode == 0, f"{out[-3000:]}\n{job_logs[-6000:]}\n{cluster.logs()}"
+    slurm_logs = work / ".snakemake/slurm_logs"
+    job_logs = "".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in slurm_logs.rglob("*.log"))
+    assert proc.returncode == 0, f"{(proc.stdout + proc.stderr)[-3000:]}\n{job_logs[-6000:]}\n{cluster.logs()}"
 
-    for name in ("scan_a", "scan_b"):
-        assert (work / f"results/recon/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert read_npz(work / f"results/recon/{name}.npz")["object"].ndim == 2
-    assert not (work / "results/train/scan_b").exists(), "scan_b must reuse scan_a's model"
-    # Every stage ran as a SLURM job (one log each), train once and infer twice, and the
-    # GPU stages asked for the profile's GPU on its GPU partition.
-    jobs = {}
-    for log in (work / ".snakemake/slurm_logs").rglob("*.log"):
-        rule = log.relative_to(work / ".snakemake/slurm_logs").parts[0].removeprefix("rule_")
-        jobs[rule] = jobs.get(rule, 0) + 1
-    assert jobs == {"validate": 2, "transpose": 2, "train": 1, "export": 1, "infer": 2, "render": 2}, jobs
-    done = cluster.run("squeue", "-h", "-t", "all", "-o", "%j|%P|%b|%T").stdout.split()
-    assert len(done) == 10 and all(line.endswith("|COMPLETED") for line in done), done
-    gpu = [line for line in done if f"|{partitions_of(PROFILE)[1]}|" in line]
-    assert len(gpu) == 3 and all("gpu" in line for line in gpu), done
+    assert (work / "results/recon/tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_npz(work / "results/recon/tiny.npz")["object"].ndim == 2
+    again = subprocess.run(cmd[4:] + ["-n"], cwd=work, env=cluster.env, capture_output=True, text=True)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # Every stage ran as a SLURM job (a log each), all completed, and train and infer
+    # went to the profile's GPU partition asking for its GPU model.
+    rules = sorted(p.relative_to(slurm_logs).parts[0].removeprefix("rule_") for p in slurm_logs.rglob("*.log"))
+    assert rules == sorted(["validate", "transpose", "train", "export", "infer", "render"]), rules
+    jobs = [dict(f.split("=", 1) for f in line.split() if "=" in f)
+            for line in cluster.run("scontrol", "show", "job", "-o").stdout.splitlines()]
+    assert sorted(j["JobState"] for j in jobs) == ["COMPLETED"] * 6, jobs
+    cpu_partition, gpu_partition = partitions_of(PROFILE)
+    placed = {j["Comment"].split("_")[1]: (j["Partition"], j.get("TresPerJob", "")) for j in jobs}
+    gpu = f"gpu:{gpu_model(PROFILE)}:1"
+    assert placed == {"validate": (cpu_partition, ""), "transpose": (cpu_partition, ""),
+                      "train": (gpu_partition, f"gres:{gpu}"), "export": (cpu_partition, ""),
+                      "infer": (gpu_partition, f"gres:{gpu}"), "render": (cpu_partition, "")}, jobs
 
 
 def partitions_of(profile: Path) -> list[str]:
     p = yaml.safe_load(profile.read_text())
     return [p["default-resources"]["slurm_partition"], p["set-resources"]["train"]["slurm_partition"]]
+
+
+def gpu_model(profile: Path) -> str:
+    return yaml.safe_load(profile.read_text())["set-resources"]["train"]["gpu_model"]
