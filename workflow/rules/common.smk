@@ -35,22 +35,23 @@ def sources(script):
         if path in found or not os.path.exists(path):
             continue
         found.add(path)
-        package = os.path.dirname(path).replace("/", ".")
         for node in ast.walk(ast.parse(open(path).read(), path)):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                base = package if node.level else ""
-                base = f"{base}.{node.module}" if base and node.module else base or node.module
-                names = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from . import x` inside ptycho_lib/ or `from ptycho_lib.io import y`
+                base = os.path.dirname(path) if node.level else ""
+                parts = [p for p in (base, *(node.module or "").split(".")) if p]
+                names = [".".join(parts + [a.name]) for a in node.names] + [".".join(parts)]
             else:
                 continue
             for name in names:
-                if name.startswith("ptycho_lib"):
-                    todo.append(name.replace(".", "/") + ".py")
-                    todo.append(name.split(".")[0] + "/__init__.py")
-                elif path.startswith("scripts/"):
-                    todo.append(f"scripts/{name}.py")
+                parts = name.split(".")
+                if parts[0] == "ptycho_lib":
+                    todo.append(os.path.join(*parts) + ".py")
+                    todo.append(os.path.join(parts[0], "__init__.py"))
+                elif os.path.dirname(path) == "scripts":
+                    todo.append(os.path.join("scripts", parts[0] + ".py"))
     return sorted(found)
 
 
