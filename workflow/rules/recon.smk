@@ -9,26 +9,32 @@ rule infer:
         sources=sources("scripts/infer.py"),
     output:
         "results/recon/{dataset}.npz",
-    params:
-        flags=" ".join(
-            [
-                flags("infer", {"batch_size": "--inference-batch-size", "stitch": "--stitch",
-                                "middle_trim": "--middle-trim"}),
-                bool_flag(config["infer"]["align_phase"], "align-phase"),
-                flags("execution", {"accelerator": "--accelerator"}),
-            ]
-        ),
+    log:
+        "logs/infer/{dataset}.log",
+    benchmark:
+        "benchmarks/infer/{dataset}.tsv"
+    conda:
+        "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
     resources:
         gpu=gpu_count(config["execution"]["accelerator"]),
         mem_mb=config["resources"]["infer"]["mem_mb"],
         runtime=config["resources"]["infer"]["runtime"],
-    conda:
-        "../envs/ptycho.yaml"
-    log:
-        "logs/infer/{dataset}.log",
-    benchmark:
-        "benchmarks/infer/{dataset}.tsv"
+    params:
+        flags=" ".join(
+            [
+                flags(
+                    "infer",
+                    {
+                        "batch_size": "--inference-batch-size",
+                        "stitch": "--stitch",
+                        "middle_trim": "--middle-trim",
+                    },
+                ),
+                bool_flag(config["infer"]["align_phase"], "align-phase"),
+                flags("execution", {"accelerator": "--accelerator"}),
+            ]
+        ),
     shell:
         "python {input.script} --model_path {input.bundle} --test_data {input.data} --output {output}"
         " {params.flags} --threads {threads} --quiet 2> {log}"
@@ -46,14 +52,14 @@ rule render:
             category="Reconstructions",
             labels={"scan": "{dataset}"},
         ),
+    log:
+        "logs/render/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
     params:
         title=lambda wc: f"{wc.dataset} - model {model_of(wc.dataset)}",
         model=lambda wc: model_of(wc.dataset),
         dpi=config["render"]["dpi"],
-    conda:
-        "../envs/ptycho.yaml"
-    log:
-        "logs/render/{dataset}.log",
     shell:
         "python {input.script} {input.recon} {output} --title '{params.title}' --dpi {params.dpi} 2> {log}"
 
@@ -66,9 +72,9 @@ rule evaluate:
         sources=sources("scripts/evaluate.py"),
     output:
         "results/metrics/{dataset}.json",
-    conda:
-        "../envs/ptycho.yaml"
     log:
         "logs/evaluate/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
     shell:
         "python {input.script} {input.recon} {input.reference} {output} > {log} 2>&1"
