@@ -42,9 +42,7 @@ def sources(script):
                 # `from . import x` inside ptycho_lib/ or `from ptycho_lib.io import y`
                 base = os.path.dirname(path) if node.level else ""
                 parts = [p for p in (base, *(node.module or "").split(".")) if p]
-                names = [".".join(parts + [a.name]) for a in node.names] + [
-                    ".".join(parts)
-                ]
+                names = [".".join(parts + [a.name]) for a in node.names] + [".".join(parts)]
             else:
                 continue
             for name in names:

@@ -14,56 +14,32 @@ rule train:
             category="Training",
             labels={"model": "{model}"},
         ),
-    log:
-        "logs/train/{model}.log",
-    benchmark:
-        "benchmarks/train/{model}.tsv"
-    conda:
-        "../envs/ptycho.yaml"
+    params:
+        outdir=lambda wc, output: os.path.dirname(output.ckpt),
+        flags=" ".join(
+            [
+                flags("data", {"gridsize": "--gridsize", "neighbours": "--neighbours",
+                               "n_groups": "--n_images", "val_fraction": "--val-fraction"}),
+                flags("model", {"width": "--width", "loss": "--loss", "norm": "--norm",
+                                "input_transform": "--input-transform"}),
+                bool_flag(config["model"]["align_phase"], "align-phase"),
+                flags("train", {"max_epochs": "--max_epochs", "batch_size": "--batch_size",
+                                "learning_rate": "--learning-rate", "seed": "--seed"}),
+                bool_flag(config["train"]["deterministic"], "deterministic"),
+                flags("execution", {"accelerator": "--accelerator", "num_workers": "--num-workers"}),
+            ]
+        ),
     threads: config["execution"]["threads"]
     resources:
         gpu=gpu_count(config["execution"]["accelerator"]),
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
-    params:
-        outdir=lambda wc, output: os.path.dirname(output.ckpt),
-        flags=" ".join(
-            [
-                flags(
-                    "data",
-                    {
-                        "gridsize": "--gridsize",
-                        "neighbours": "--neighbours",
-                        "n_groups": "--n_images",
-                        "val_fraction": "--val-fraction",
-                    },
-                ),
-                flags(
-                    "model",
-                    {
-                        "width": "--width",
-                        "loss": "--loss",
-                        "norm": "--norm",
-                        "input_transform": "--input-transform",
-                    },
-                ),
-                bool_flag(config["model"]["align_phase"], "align-phase"),
-                flags(
-                    "train",
-                    {
-                        "max_epochs": "--max_epochs",
-                        "batch_size": "--batch_size",
-                        "learning_rate": "--learning-rate",
-                        "seed": "--seed",
-                    },
-                ),
-                bool_flag(config["train"]["deterministic"], "deterministic"),
-                flags(
-                    "execution",
-                    {"accelerator": "--accelerator", "num_workers": "--num-workers"},
-                ),
-            ]
-        ),
+    conda:
+        "../envs/ptycho.yaml"
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
     shell:
         "python {input.script} --train_data_file {input.data} --output_dir {params.outdir}"
         " {params.flags} --threads {threads} --quiet 2> {log}"
@@ -76,9 +52,9 @@ rule export:
         sources=sources("scripts/export.py"),
     output:
         "results/models/{model}/wts.h5.zip",
-    log:
-        "logs/export/{model}.log",
     conda:
         "../envs/ptycho.yaml"
+    log:
+        "logs/export/{model}.log",
     shell:
         "python {input.script} {input.ckpt} {output} 2> {log}"

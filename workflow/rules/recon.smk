@@ -9,32 +9,26 @@ rule infer:
         sources=sources("scripts/infer.py"),
     output:
         "results/recon/{dataset}.npz",
-    log:
-        "logs/infer/{dataset}.log",
-    benchmark:
-        "benchmarks/infer/{dataset}.tsv"
-    conda:
-        "../envs/ptycho.yaml"
+    params:
+        flags=" ".join(
+            [
+                flags("infer", {"batch_size": "--inference-batch-size", "stitch": "--stitch",
+                                "middle_trim": "--middle-trim"}),
+                bool_flag(config["infer"]["align_phase"], "align-phase"),
+                flags("execution", {"accelerator": "--accelerator"}),
+            ]
+        ),
     threads: config["execution"]["threads"]
     resources:
         gpu=gpu_count(config["execution"]["accelerator"]),
         mem_mb=config["resources"]["infer"]["mem_mb"],
         runtime=config["resources"]["infer"]["runtime"],
-    params:
-        flags=" ".join(
-            [
-                flags(
-                    "infer",
-                    {
-                        "batch_size": "--inference-batch-size",
-                        "stitch": "--stitch",
-                        "middle_trim": "--middle-trim",
-                    },
-                ),
-                bool_flag(config["infer"]["align_phase"], "align-phase"),
-                flags("execution", {"accelerator": "--accelerator"}),
-            ]
-        ),
+    conda:
+        "../envs/ptycho.yaml"
+    log:
+        "logs/infer/{dataset}.log",
+    benchmark:
+        "benchmarks/infer/{dataset}.tsv"
     shell:
         "python {input.script} --model_path {input.bundle} --test_data {input.data} --output {output}"
         " {params.flags} --threads {threads} --quiet 2> {log}"
@@ -52,14 +46,14 @@ rule render:
             category="Reconstructions",
             labels={"scan": "{dataset}"},
         ),
-    log:
-        "logs/render/{dataset}.log",
-    conda:
-        "../envs/ptycho.yaml"
     params:
         title=lambda wc: f"{wc.dataset} - model {model_of(wc.dataset)}",
         model=lambda wc: model_of(wc.dataset),
         dpi=config["render"]["dpi"],
+    conda:
+        "../envs/ptycho.yaml"
+    log:
+        "logs/render/{dataset}.log",
     shell:
         "python {input.script} {input.recon} {output} --title '{params.title}' --dpi {params.dpi} 2> {log}"
 
@@ -72,9 +66,9 @@ rule evaluate:
         sources=sources("scripts/evaluate.py"),
     output:
         "results/metrics/{dataset}.json",
-    log:
-        "logs/evaluate/{dataset}.log",
     conda:
         "../envs/ptycho.yaml"
+    log:
+        "logs/evaluate/{dataset}.log",
     shell:
         "python {input.script} {input.recon} {input.reference} {output} > {log} 2>&1"
