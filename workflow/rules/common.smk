@@ -1,8 +1,7 @@
 # Shared helpers: per-dataset settings, the dataset -> model map, and the library
 # sources each stage depends on (Snakemake does not see Python imports).
+import ast
 import os
-
-
 
 STAGES = ["recon", "baseline", "refined"]  # PINN, iterative baseline, PINN + refinement
 
@@ -29,9 +28,36 @@ def training_data(model):
     return (config["models"].get(model) or {}).get("train_data") or model
 
 
-def lib(*modules):
-    """Library source files a stage imports, declared as inputs so edits rerun it."""
-    return [f"ptycho_lib/{m}.py" for m in ("__init__",) + modules]
+def sources(script):
+    """A stage's script and every local file it imports, directly or through other
+    imports (scripts/_cli.py, ptycho_lib/*.py): declared as inputs, so an edit to any
+    of them reruns the stage (Snakemake does not see imports), an edit elsewhere not."""
+    found, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in found or not os.path.exists(path):
+            continue
+        found.add(path)
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # `from . import x` inside ptycho_lib/ or `from ptycho_lib.io import y`
+                base = os.path.dirname(path) if node.level else ""
+                parts = [p for p in (base, *(node.module or "").split(".")) if p]
+                names = [".".join(parts + [a.name]) for a in node.names] + [
+                    ".".join(parts)
+                ]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "ptycho_lib":
+                    todo.append(os.path.join(*parts) + ".py")
+                    todo.append(os.path.join(parts[0], "__init__.py"))
+                elif os.path.dirname(path) == "scripts":
+                    todo.append(os.path.join("scripts", parts[0] + ".py"))
+    return sorted(found)
 
 
 def flags(section, mapping):

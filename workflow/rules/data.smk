@@ -5,18 +5,17 @@ rule validate:
     input:
         raw="resources/{dataset}.npz",
         script="scripts/validate.py",
-        cli="scripts/_cli.py",
-        lib=lib("io", "contract", "stitch", "provenance"),
+        sources=sources("scripts/validate.py"),
     output:
         "results/validated/{dataset}.json",
+    log:
+        "logs/validate/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
     params:
         layout=lambda wc: dataset_setting(wc.dataset, "layout"),
         measurement=lambda wc: dataset_setting(wc.dataset, "measurement"),
         sha256=lambda wc: dataset_setting(wc.dataset, "sha256"),
-    conda:
-        "../envs/ptycho.yaml"
-    log:
-        "logs/validate/{dataset}.log",
     shell:
         "python {input.script} {input.raw} {output} --layout {params.layout}"
         " --measurement {params.measurement} --sha256 '{params.sha256}' 2> {log}"
@@ -27,10 +26,13 @@ rule transpose:
         raw="resources/{dataset}.npz",
         report="results/validated/{dataset}.json",
         script="scripts/transpose.py",
-        cli="scripts/_cli.py",
-        lib=lib("io", "contract", "stitch", "provenance"),
+        sources=sources("scripts/transpose.py"),
     output:
         "results/canonical/{dataset}.npz",
+    log:
+        "logs/transpose/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
     params:
         layout=lambda wc: dataset_setting(wc.dataset, "layout"),
         measurement=lambda wc: dataset_setting(wc.dataset, "measurement"),
@@ -39,10 +41,6 @@ rule transpose:
             if dataset_setting(wc.dataset, "nphotons")
             else ""
         ),
-    conda:
-        "../envs/ptycho.yaml"
-    log:
-        "logs/transpose/{dataset}.log",
     shell:
         "python {input.script} {input.raw} {output} --layout {params.layout}"
         " --measurement {params.measurement} {params.nphotons} 2> {log}"

@@ -6,22 +6,21 @@ rule baseline:
     input:
         data="results/canonical/{dataset}.npz",
         script="scripts/solve.py",
-        cli="scripts/_cli.py",
-        lib=lib("data", "io", "iterative", "physics", "stitch", "provenance"),
+        sources=sources("scripts/solve.py"),
     output:
         "results/baseline/{dataset}.npz",
-    params:
-        flags=solver_flags(config["solver"]["iterations"]),
-    threads: config["execution"]["threads"]
-    resources:
-        mem_mb=config["resources"]["infer"]["mem_mb"],
-        runtime=config["resources"]["train"]["runtime"],
-    conda:
-        "../envs/ptycho.yaml"
     log:
         "logs/baseline/{dataset}.log",
     benchmark:
         "benchmarks/baseline/{dataset}.tsv"
+    conda:
+        "../envs/ptycho.yaml"
+    threads: config["execution"]["threads"]
+    resources:
+        mem_mb=config["resources"]["infer"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+    params:
+        flags=solver_flags(config["solver"]["iterations"]),
     shell:
         "python {input.script} --test_data {input.data} --output {output} {params.flags}"
         " --threads {threads} 2> {log}"
@@ -32,22 +31,21 @@ rule refine:
         data="results/canonical/{dataset}.npz",
         init="results/recon/{dataset}.npz",
         script="scripts/solve.py",
-        cli="scripts/_cli.py",
-        lib=lib("data", "io", "iterative", "physics", "stitch", "provenance"),
+        sources=sources("scripts/solve.py"),
     output:
         "results/refined/{dataset}.npz",
-    params:
-        flags=solver_flags(config["solver"]["refine_iterations"]),
-    threads: config["execution"]["threads"]
-    resources:
-        mem_mb=config["resources"]["infer"]["mem_mb"],
-        runtime=config["resources"]["train"]["runtime"],
-    conda:
-        "../envs/ptycho.yaml"
     log:
         "logs/refine/{dataset}.log",
     benchmark:
         "benchmarks/refine/{dataset}.tsv"
+    conda:
+        "../envs/ptycho.yaml"
+    threads: config["execution"]["threads"]
+    resources:
+        mem_mb=config["resources"]["infer"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+    params:
+        flags=solver_flags(config["solver"]["refine_iterations"]),
     shell:
         "python {input.script} --test_data {input.data} --init {input.init} --output {output}"
         " {params.flags} --threads {threads} 2> {log}"
