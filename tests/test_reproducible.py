@@ -127,5 +127,7 @@ def test_ten_scans_run_concurrently_without_interfering(parallel):
     found = {str(p.relative_to(work)) for p in (work / "results").rglob("*") if not p.is_dir()}
     assert found == expected, sorted(found ^ expected)
     assert [p for p in (work / "results").rglob(".*")] == []
+    made = {p.name for p in work.iterdir()} - {p.name for p in REPO.iterdir()}
+    assert made <= {"results", "logs", "benchmarks", ".snakemake", "micro.yaml"}, made
     # no shared temporary files either (torch itself makes an empty torchinductor cache directory)
     assert [p for p in tmp.rglob("*") if not p.is_dir()] == []
