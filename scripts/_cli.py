@@ -18,7 +18,7 @@ def run(main, argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         main(argv)
-    except (InputError, ValueError, RuntimeError, OSError) as e:
+    except (InputError, ValueError, RuntimeError, OSError, MemoryError) as e:
         if debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
