@@ -9,7 +9,6 @@ into the sidecar, which is written after the output and names its SHA-256.
 from __future__ import annotations
 
 import datetime
-import json
 import platform
 import subprocess
 import sys

@@ -22,7 +22,7 @@ def run(main, argv=None) -> None:
                         stream=sys.stderr)
     try:
         main(argv)
-    except (InputError, ValueError, RuntimeError, OSError) as e:
+    except (InputError, ValueError, RuntimeError, OSError, MemoryError) as e:
         if debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)

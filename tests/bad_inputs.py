@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import io
 import struct
-import zipfile
 import zlib
 from pathlib import Path
 

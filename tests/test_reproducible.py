@@ -98,7 +98,8 @@ def test_every_output_records_its_provenance(serial):
     assert train["config"]["train"]["max_epochs"] == 2 and train["config"]["model"]["width"] == 8
     recon = json.loads((serial / "results/recon/tiny.npz.prov.json").read_text())
     assert recon["inputs"]["model_bundle"]["sha256"] == sha["wts.h5.zip"]
-    assert recon["bundle_weights_sha256"] == hashlib.sha256(_weights(serial / "results/models/tiny/wts.h5.zip")).hexdigest()
+    weights = _weights(serial / "results/models/tiny/wts.h5.zip")
+    assert recon["bundle_weights_sha256"] == hashlib.sha256(weights).hexdigest()
 
 
 def test_the_git_commit_is_recorded_in_a_checkout():
@@ -127,5 +128,7 @@ def test_ten_scans_run_concurrently_without_interfering(parallel):
     found = {str(p.relative_to(work)) for p in (work / "results").rglob("*") if not p.is_dir()}
     assert found == expected, sorted(found ^ expected)
     assert [p for p in (work / "results").rglob(".*")] == []
+    made = {p.name for p in work.iterdir()} - {p.name for p in REPO.iterdir()}
+    assert made <= {"results", "logs", "benchmarks", ".snakemake", "micro.yaml"}, made
     # no shared temporary files either (torch itself makes an empty torchinductor cache directory)
     assert [p for p in tmp.rglob("*") if not p.is_dir()] == []
