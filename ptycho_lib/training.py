@@ -47,6 +47,8 @@ def schedule(cfg: TrainConfig) -> dict:
 
 
 def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConfig):
+    """Training loader (shuffled by the seed) and validation loader, with the worker,
+    prefetch and persistence settings of `execution`."""
     loader = runtime.loader_options(execution)
     generator = torch.Generator().manual_seed(train_cfg.seed)
     train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size, shuffle=True, generator=generator,
