@@ -39,9 +39,10 @@ def pick_accelerator(requested: str, devices: int = 1) -> str:
     return requested
 
 
-def torch_threads(execution: ExecConfig) -> int:
-    """Intra-op threads: the job's cores less those the loader workers occupy."""
-    return max(1, execution.threads - execution.num_workers)
+def torch_threads(execution: ExecConfig, processes: int = 1) -> int:
+    """Intra-op threads per process: the job's cores less those the loader workers
+    occupy, shared by the training processes (several for DDP on the CPU)."""
+    return max(1, (execution.threads - execution.num_workers) // processes)
 
 
 def loader_options(execution: ExecConfig) -> dict:

@@ -47,6 +47,8 @@ def schedule(cfg: TrainConfig) -> dict:
 
 
 def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConfig):
+    """Training loader (shuffled by the seed) and validation loader, with the worker,
+    prefetch and persistence settings of `execution`."""
     loader = runtime.loader_options(execution)
     # shuffled from (seed, epoch), so a resumed run sees the batches an uninterrupted one would
     train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size,
@@ -61,13 +63,13 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
     the monitor, with a `selection` record), checkpoints/ (the top k), metrics.csv and
     logs/ (the --logger output). Returns best.ckpt; None in the extra DDP processes."""
     out_dir = Path(out_dir)
-    torch.set_num_threads(runtime.torch_threads(execution))
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     train_set, val_set, scale = build_datasets(scan, val_scan, data, train_cfg.seed)
     if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
         raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "
                          "--test_data_file, or monitor train_loss")
     accelerator = runtime.pick_accelerator(execution.accelerator, execution.devices)
+    torch.set_num_threads(runtime.torch_threads(execution, execution.devices if accelerator == "cpu" else 1))
     logging.getLogger(__name__).info("training on %s x%d: %d groups of %d, validation %s",
                                      accelerator, execution.devices, len(train_set), data.gridsize**2,
                                      len(val_set) if val_set else "none")
