@@ -73,8 +73,8 @@ def test_any_scan_by_name_runs_every_stage_then_nothing(workdir):
     snakemake(workdir, "results/recon/tiny.png", "--cores", "2", "--configfile", "tiny.yaml")
     for pattern in STAGE_OUTPUTS:
         assert (workdir / pattern.format(d="tiny")).stat().st_size > 0, pattern
-    for rule in ("validate", "transpose", "train", "export", "infer", "render"):
-        assert (workdir / f"logs/{rule}/tiny.log").exists(), rule
+    for log in ("validate", "transpose", "train", "export", "infer", "render/recon"):
+        assert (workdir / f"logs/{log}/tiny.log").exists(), log
     for rule in ("train", "infer"):
         assert (workdir / f"benchmarks/{rule}/tiny.tsv").exists(), rule
 
