@@ -4,9 +4,9 @@ To avoid the inverse crime the simulator does not share the reconstruction's
 discretisation: the object lives on a grid `upsample` times finer than the object
 pixels, the probe is band-limited (defined by its pupil), sub-pixel positions are
 applied as exact Fourier shifts of the probe, and the far field is the central N x N of
-the fine-grid FFT. The ground truth handed out is the fine object block-averaged to the
-object-pixel grid. The reconstruction instead cuts and stitches windows on the coarse
-grid with its own interpolation.
+the fine-grid FFT. The ground truth handed out is the fine object averaged
+over each object pixel (centred on the positions' frame). The reconstruction
+instead cuts and stitches windows on the coarse grid with its own interpolation.
 """
 
 from __future__ import annotations
@@ -121,6 +121,18 @@ def make_object(shape, seed: int, upsample: int) -> np.ndarray:
     return amp * np.exp(1j * phase)
 
 
+def downsample(fine: np.ndarray, u: int) -> np.ndarray:
+    """The fine object averaged over each object pixel, with object pixel i centred on
+    fine pixel u*i (the frame the positions use): a centred box filter of width u (half
+    weights at the ends for even u), then every u-th sample."""
+    k = np.ones(u) / u if u % 2 else np.r_[0.5, np.ones(u - 1), 0.5] / u
+    half = len(k) // 2
+    out = fine
+    for axis in (0, 1):
+        out = sum(w * np.roll(out, half - j, axis) for j, w in enumerate(k))
+    return out[::u, ::u]
+
+
 def fly_scan(spec: ScanSpec, rng) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Positions of a fly scan: continuous left-to-right rows at constant nominal
     speed with slow velocity drift and encoder jitter; returns x, y (object pixels)
@@ -172,7 +184,7 @@ def simulate(spec: ScanSpec, obj_fine: np.ndarray | None = None) -> dict:
         if c.max() > np.iinfo(np.uint16).max:
             raise ValueError("counts overflow uint16; lower nphotons")
         counts[:, :, j] = c
-    obj = obj_fine.reshape(shape[0], u, shape[1], u).mean(axis=(1, 3))
+    obj = downsample(obj_fine, u)
     return {
         "diff3d": counts,
         "probeGuess": probe.astype(np.complex128),
