@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .io import InputError
-from .stitch import nearest_neighbours
+from .neighbours import nearest_neighbours
 
 LAYOUTS = ("auto", "stack_first", "stack_last")
 MEASUREMENTS = ("auto", "counts", "amplitude", "intensity")

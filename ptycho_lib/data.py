@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .io import InputError, read_npz
-from .stitch import nearest_neighbours
+from .neighbours import nearest_neighbours
 
 CANONICAL_KEYS = ("diffraction", "probeGuess", "xcoords", "ycoords", "nphotons")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .neighbours import nearest_neighbours
+
 
 def canvas_geometry(x, y, n, shape=None):
     """Canvas shape and the offset (oy, ox) added to positions so every window fits.
@@ -20,21 +22,6 @@ def canvas_geometry(x, y, n, shape=None):
     h = int(np.floor(y.max() + oy - n / 2)) + n + 1
     w = int(np.floor(x.max() + ox - n / 2)) + n + 1
     return (h, w), (oy, ox)
-
-
-def nearest_neighbours(pos: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
-    """Indices (M, k) of each position's k nearest other positions (brute force, chunked)."""
-    m = len(pos)
-    k = min(k, m - 1)
-    out = np.empty((m, k), np.int64)
-    for s in range(0, m, chunk):
-        d = ((pos[s:s + chunk, None, :] - pos[None, :, :]) ** 2).sum(-1)
-        d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf
-        idx = np.argpartition(d, k - 1, axis=1)[:, :k] if k < m - 1 else np.argsort(d, 1)[:, :k]
-        # order by distance, then index, so results do not depend on argpartition internals
-        dd = np.take_along_axis(d, idx, 1)
-        out[s:s + chunk] = np.take_along_axis(idx, np.lexsort((idx, dd), axis=1), 1)
-    return out
 
 
 def _conjugate_gradient(matvec, rhs, diag, iters=2000, tol=1e-10):

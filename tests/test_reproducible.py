@@ -31,6 +31,7 @@ MICRO_CONFIG = {  # the smallest run that still goes through every stage
 # ten scans: 'tiny' and a twin of it, and four more pairs of twins
 TWINS = {"tiny": "twin", "s1a": "s1b", "s2a": "s2b", "s3a": "s3b", "s4a": "s4b"}
 OUTPUTS = ["results/validated/{d}.json", "results/canonical/{d}.npz", "results/train/{d}/last.ckpt",
+           "results/train/{d}/best.ckpt",
            "results/models/{d}/wts.h5.zip", "results/recon/{d}.npz", "results/recon/{d}.png"]
 
 
@@ -121,13 +122,19 @@ def test_ten_scans_run_concurrently_without_interfering(parallel):
         assert weights[a] == weights[b] and np.array_equal(objects[a], objects[b]), (a, b)
         assert (work / f"results/canonical/{a}.npz").read_bytes() == (work / f"results/canonical/{b}.npz").read_bytes()
     assert len({weights[a] for a in TWINS}) == len(TWINS)
-    # every file under results/ is a declared output, its sidecar or metrics.csv: no temporary
-    # files or scratch directories left behind, nothing written beside another job's target
+    # every file under results/ is a declared output, its sidecar, metrics.csv, or inside the
+    # training's own checkpoints/ and logs/ folders: no temporary files or scratch directories
+    # left behind, nothing written beside another job's target
     expected = {p.format(d=d) for d in names for p in OUTPUTS}
     expected |= {f + ".prov.json" for f in expected} | {f"results/train/{d}/metrics.csv" for d in names}
+    own = tuple(f"results/train/{d}/{sub}/" for d in names for sub in ("checkpoints", "logs"))
     found = {str(p.relative_to(work)) for p in (work / "results").rglob("*") if not p.is_dir()}
+    found = {f for f in found if not f.startswith(own)}
     assert found == expected, sorted(found ^ expected)
-    assert [p for p in (work / "results").rglob(".*")] == []
+    for d in names:  # the top-k checkpoints the train rule declares
+        assert list((work / f"results/train/{d}/checkpoints").glob("*.ckpt"))
+    # Snakemake's own marker in a directory output is the only hidden file
+    assert [p for p in (work / "results").rglob(".*") if p.name != ".snakemake_timestamp"] == []
     made = {p.name for p in work.iterdir()} - {p.name for p in REPO.iterdir()}
     assert made <= {"results", "logs", "benchmarks", ".snakemake", "micro.yaml"}, made
     # no shared temporary files either (torch itself makes an empty torchinductor cache directory)
