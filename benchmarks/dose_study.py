@@ -50,9 +50,9 @@ def run_case(spec: ScanSpec, epochs: int, iterations: int, refine_iterations: in
                  ExecConfig(quiet=True))
     train_s = time.perf_counter() - t
     export_checkpoint(ckpt, work / "wts.h5.zip")
-    net, manifest = load_network(work / "wts.h5.zip")
+    net, _ = load_network(work / "wts.h5.zip", n=scan.n)
     t = time.perf_counter()
-    pinn = reconstruct(net, manifest, scan, InferConfig(), "cpu")["object"]
+    pinn = reconstruct(net, scan, InferConfig(), "cpu")["object"]
     row["pinn"] = {**_scores(pinn, scan.obj, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
     t = time.perf_counter()

@@ -9,7 +9,6 @@ from torch.utils.data import DataLoader
 
 from .config import InferConfig
 from .data import Scan, input_scale
-from .io import InputError
 from .model import PtychoNet
 from .stitch import Stitcher, canvas_geometry, phase_offsets
 
@@ -22,15 +21,12 @@ def first_patterns(scan: Scan, n_images: int) -> Scan:
     return Scan(scan.amplitude[:k], scan.probe, scan.x[:k], scan.y[:k], scan.nphotons, scan.obj)
 
 
-def reconstruct(net: PtychoNet, manifest: dict, scan: Scan, cfg: InferConfig, device: str = "cpu",
-                path="", num_workers: int = 0) -> dict:
+def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu", num_workers: int = 0) -> dict:
     """Object (complex64), stitching weights and the canvas origin for a scan. The
     patterns go through the network cfg.batch_size at a time, loaded by num_workers
     processes; the canvas is the reference object's frame when the scan has one,
-    grown to hold every whole window with cfg.pad_eval."""
-    if manifest["architecture"]["n"] != scan.n:
-        raise InputError(path, f"patterns are {scan.n}x{scan.n} but the model was trained on "
-                         f"{manifest['architecture']['n']}x{manifest['architecture']['n']}")
+    grown to hold every whole window with cfg.pad_eval. The network must suit the
+    scan's pattern size: bundle.load_network(n=...) refuses one that does not."""
     # each scan is scaled by its own statistics, as the training scan was
     scale = np.float32(input_scale(scan.amplitude))
     scan = first_patterns(scan, cfg.n_images)

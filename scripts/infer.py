@@ -54,7 +54,7 @@ def main(argv):
     device = pick_accelerator(cfg["execution"].accelerator)
     scan = load_scan(a.test_data)
     net, manifest = load_network(a.model_path, n=scan.n, gridsize=a.gridsize)
-    rec = reconstruct(net, manifest, scan, cfg["infer"], device, a.test_data, cfg["execution"].num_workers)
+    rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers)
     provenance = {
         "model_bundle": a.model_path.name, "model_bundle_sha256": sha256_file(a.model_path),
         "data": a.test_data.name, "data_sha256": sha256_file(a.test_data),

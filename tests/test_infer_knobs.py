@@ -32,10 +32,10 @@ def run(setup, *flags, scan=None, workers=0, seen=None):
     data, bundle = setup
     cfg = config.build(infer_script.parser().parse_args(
         ["--model_path", "m", "--test_data", "t", "--output", "o", *flags]), infer_script.SECTIONS, "infer")
-    net, manifest = load_network(bundle)
+    net, _ = load_network(bundle)
     if seen is not None:
         net.register_forward_hook(lambda mod, args, out: seen.append(len(args[0])))
-    return reconstruct(net, manifest, scan or load_scan(data), cfg["infer"], "cpu", data, workers)
+    return reconstruct(net, scan or load_scan(data), cfg["infer"], "cpu", workers)
 
 
 def test_batch_size_bounds_each_forward_pass_without_changing_the_result(setup):
