@@ -1,8 +1,10 @@
-"""compare_methods: one table of the methods' scores and wall times for a scan.
+"""compare_methods: one table of the methods' scores and wall times for a scan, and a
+figure of their FRC curves beside that table.
 
     python scripts/compare_methods.py results/metrics/fly001.json \
         --metrics results/metrics/{recon,baseline,refined}/fly001.json \
-        --benchmarks benchmarks/{infer,baseline,refine}/fly001.tsv
+        --benchmarks benchmarks/{infer,baseline,refine}/fly001.tsv \
+        [--figure results/metrics/fly001.png]
 """
 
 import argparse
@@ -14,8 +16,9 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
 from _cli import run  # noqa: E402
 
-from ptycho_lib.io import write_json  # noqa: E402
+from ptycho_lib.io import atomic_path, write_json  # noqa: E402
 from ptycho_lib.provenance import record  # noqa: E402
+from ptycho_lib.render import plot_frc  # noqa: E402
 
 METHODS = {"recon": "pinn", "baseline": "epie", "refined": "pinn+epie"}
 SCORES = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "frc_resolution_cycles_per_pixel")
@@ -26,15 +29,22 @@ def main(argv):
     p.add_argument("summary", type=Path, help="JSON to write")
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="results/metrics/STAGE/NAME.json files")
     p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark TSVs, same order")
+    p.add_argument("--figure", type=Path, help="PNG of the FRC curves and the table (optional)")
+    p.add_argument("--title", default=None, help="figure title (default: the summary's name)")
     a = p.parse_args(argv)
-    table = {}
+    table, curves = {}, {}
     for i, path in enumerate(a.metrics):
         scores = json.loads(path.read_text())
         row = {k: scores[k] for k in SCORES}
         if i < len(a.benchmarks):
             with open(a.benchmarks[i]) as f:
                 row["stage_wall_s"] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
-        table[METHODS.get(path.parent.name, path.parent.name)] = row
+        name = METHODS.get(path.parent.name, path.parent.name)
+        table[name], curves[name] = row, scores["frc"]
+    if a.figure:
+        with atomic_path(a.figure) as tmp:
+            plot_frc(curves, table, a.title or a.summary.stem, tmp)
+        record(a.figure, "compare_methods", {f"metrics_{i}": m for i, m in enumerate(a.metrics)})
     write_json(a.summary, table)
     record(a.summary, "compare_methods", {f"metrics_{i}": m for i, m in enumerate(a.metrics)})
     for name, row in table.items():

@@ -97,10 +97,19 @@ rule compare_methods:
         script="scripts/compare_methods.py",
         sources=sources("scripts/compare_methods.py"),
     output:
-        "results/metrics/{dataset}.json",
+        summary="results/metrics/{dataset}.json",
+        figure=report(
+            "results/metrics/{dataset}.png",
+            caption="../report/metrics.rst",
+            category="Metrics",
+            labels={"scan": "{dataset}"},
+        ),
     log:
         "logs/compare_methods/{dataset}.log",
     conda:
         "../envs/ptycho.yaml"
+    params:
+        title=lambda wc: f"{wc.dataset}: network, ePIE baseline and refinement against the reference",
     shell:
-        "python {input.script} {output} --metrics {input.metrics} --benchmarks {input.benchmarks} 2> {log}"
+        "python {input.script} {output.summary} --metrics {input.metrics} --benchmarks {input.benchmarks}"
+        " --figure {output.figure} --title '{params.title}' 2> {log}"
