@@ -101,7 +101,7 @@ def test_bad_raw_file_stops_the_pipeline_with_its_message(workdir):
     assert proc.returncode != 0
     assert not (workdir / "results/validated/broken.json").exists()
     log = (workdir / "logs/validate/broken.log").read_text().strip().splitlines()
-    assert log == [f"error: resources/broken.npz: xcoords has 34 entries but ycoords has 36"]
+    assert log == ["error: resources/broken.npz: xcoords has 34 entries but ycoords has 36"]
 
 
 def test_methods_are_scored_side_by_side_against_the_reference(workdir):
