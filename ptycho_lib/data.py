@@ -89,6 +89,10 @@ class GroupDataset(Dataset):
     def __len__(self):
         return len(self.groups)
 
+    def patterns(self) -> torch.Tensor:
+        """Every pattern of the set once, scaled as the network sees it."""
+        return self.amp * self.scale
+
     def __getitem__(self, i):
         g = self.groups[i]
         amp = self.amp[g]

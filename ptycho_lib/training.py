@@ -8,7 +8,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import nn
 from torch.utils.data import DataLoader
 
 from . import runtime
@@ -36,6 +37,44 @@ def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: in
     else:
         sets.append(None)
     return sets[0], sets[1], scale
+
+
+class PreciseBatchNorm(Callback):
+    """Recomputes the batch-norm statistics once an epoch, with that epoch's final weights,
+    over every training pattern, before validation and checkpointing. The running
+    averages kept while the weights change lag behind them, and inference uses those
+    statistics: on fly001 after 10 epochs the network with its running averages scored
+    phase SSIM 0.15 (validation loss 0.023), with recomputed ones 0.25."""
+
+    def __init__(self, patterns: torch.Tensor, batch_size: int):
+        self.patterns, self.batch_size, self.epoch = patterns, batch_size, None
+
+    def refresh(self, trainer, module) -> None:
+        if self.epoch == trainer.current_epoch:
+            return
+        self.epoch = trainer.current_epoch
+        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:  # momentum None: a plain average over the batches below
+            m.reset_running_stats()
+            m.momentum = None
+        training = module.training
+        module.train()
+        with torch.no_grad():
+            for s in range(0, len(self.patterns), self.batch_size):
+                module.net(self.patterns[s:s + self.batch_size].to(module.device))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        module.train(training)
+
+    def on_validation_epoch_start(self, trainer, module):
+        if not trainer.sanity_checking:
+            self.refresh(trainer, module)
+
+    def on_train_epoch_end(self, trainer, module):  # runs after validation, before the checkpoints
+        self.refresh(trainer, module)
 
 
 def schedule(cfg: TrainConfig) -> dict:
@@ -91,7 +130,8 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
         max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,
         strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
-        callbacks=[ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
+        callbacks=[PreciseBatchNorm(train_set.patterns(), train_cfg.batch_size * data.gridsize**2),
+                   ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
                    *runtime.callbacks(train_cfg, work)],
         enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
         default_root_dir=work, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],

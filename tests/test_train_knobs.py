@@ -188,3 +188,22 @@ def test_persistent_workers_survive_between_epochs(tmp_path, persistent):
         list(loader)
     pids = [line.split()[1] for line in _fetched(log)]
     assert len(pids) == 24 and (len(set(pids)) == 1) == persistent
+
+
+def test_exported_batch_norm_statistics_are_those_of_the_final_weights(data, tmp_path):
+    """Inference normalises with the running statistics; they must be the training
+    patterns' statistics under the saved weights, not an average lagging behind them."""
+    import torch
+    from torch.nn import functional as F
+
+    from ptycho_lib.data import input_scale, load_scan, split_rows
+
+    out = train(data, tmp_path / "run", "--max_epochs", "3", "--learning-rate", "1e-2")
+    state = weights(out / "best.ckpt")
+    scan = load_scan(data)
+    train_rows = split_rows(scan.y, 0.1)[0]  # every training position, as the dataset holds them
+    x = torch.from_numpy(scan.amplitude[train_rows]) * input_scale(scan.amplitude)
+    z = F.pixel_unshuffle(x.clamp_min(0).sqrt()[:, None], 2)
+    first = F.conv2d(z, state["net.encoder.0.0.weight"], padding=1)  # input of the first batch norm
+    np.testing.assert_allclose(state["net.encoder.0.1.running_mean"], first.mean(dim=(0, 2, 3)), rtol=1e-4,
+                               atol=1e-6)
