@@ -97,10 +97,12 @@ def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConf
 
 
 def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: ModelConfig,
-          train_cfg: TrainConfig, execution: ExecConfig, data_sha256: str = "") -> Path | None:
+          train_cfg: TrainConfig, execution: ExecConfig, data_sha256: str = "",
+          callbacks: tuple[Callback, ...] = ()) -> Path | None:
     """Fit the PINN. Writes into out_dir: last.ckpt (final epoch), best.ckpt (best by
     the monitor, with a `selection` record), checkpoints/ (the top k), metrics.csv and
-    logs/ (the --logger output). Returns best.ckpt; None in the extra DDP processes."""
+    logs/ (the --logger output). Returns best.ckpt; None in the extra DDP processes.
+    `callbacks` are added to the Trainer's (a benchmark scores the network each epoch)."""
     out_dir = Path(out_dir)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     train_set, val_set, scale = build_datasets(scan, val_scan, data, train_cfg.seed)
@@ -132,7 +134,7 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
         deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
         callbacks=[PreciseBatchNorm(train_set.patterns(), train_cfg.batch_size * data.gridsize**2),
                    ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
-                   *runtime.callbacks(train_cfg, work)],
+                   *runtime.callbacks(train_cfg, work), *callbacks],
         enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
         default_root_dir=work, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
     )

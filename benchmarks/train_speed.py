@@ -1,0 +1,146 @@
+"""Training throughput and time to quality on a scan with a reference object.
+
+    python benchmarks/train_speed.py                                  # fly001, defaults
+    python benchmarks/train_speed.py --epochs 60 --scheduler cosine --width 32 --out benchmarks/results/train_speed.json
+
+Trains with the library's own trainer (the `train` stage's code path) and, after every
+--eval-every epochs, reconstructs the whole scan with the network as it would be
+exported and scores it against objectGuess: over the scanned region and over the
+held-out validation band alone. The clock counts training only (scoring is paused
+out). In the same invocation the ePIE baseline is run on the same data; the quality
+target is the issue's: phase SSIM within --margin of the baseline's. Prints the machine,
+a line per evaluation and the time to the target (or that it was not reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import scans  # noqa: E402
+from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig  # noqa: E402
+from ptycho_lib.contract import canonicalise  # noqa: E402
+from ptycho_lib.data import Scan, split_rows  # noqa: E402
+from ptycho_lib.io import read_npz  # noqa: E402
+from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
+from ptycho_lib.metrics import compare  # noqa: E402
+from ptycho_lib.physics import scale_probe  # noqa: E402
+from ptycho_lib.reconstruct import reconstruct  # noqa: E402
+from ptycho_lib.stitch import scanned_region  # noqa: E402
+from ptycho_lib.training import train  # noqa: E402
+
+
+def band(scan: Scan, rows: np.ndarray) -> tuple[slice, slice]:
+    """The region scanned by the given positions (the validation band)."""
+    return scanned_region(scan.x[rows], scan.y[rows])
+
+
+class Scorer(Callback):
+    """Scores the network every k epochs; keeps a training-only clock."""
+
+    def __init__(self, scan: Scan, every: int, val_rows: np.ndarray, patterns_per_epoch: int):
+        self.scan, self.every, self.val_rows, self.per_epoch = scan, every, val_rows, patterns_per_epoch
+        self.rows, self.train_s, self.t0 = [], 0.0, None
+
+    def on_train_epoch_start(self, trainer, module):
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):  # after the batch-norm refresh and validation
+        self.train_s += time.perf_counter() - self.t0
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every and epoch != trainer.max_epochs:
+            return
+        training = module.training
+        module.eval()
+        obj = reconstruct(module.net, self.scan, InferConfig(), str(module.device))["object"]
+        module.train(training)
+        whole = compare(obj, self.scan.obj, scanned_region(self.scan.x, self.scan.y))
+        row = {"epoch": epoch, "train_s": round(self.train_s, 2), "patterns_per_s": epoch * self.per_epoch / self.train_s,
+               "val_loss": float(trainer.callback_metrics.get("val_loss", float("nan"))),
+               "phase_ssim": whole["phase_ssim"], "amplitude_ssim": whole["amplitude_ssim"],
+               "frc_resolution_cycles_per_pixel": whole["frc_resolution_cycles_per_pixel"]}
+        if len(self.val_rows):
+            held_out = compare(obj, self.scan.obj, band(self.scan, self.val_rows))
+            row["val_band_phase_ssim"] = held_out["phase_ssim"]
+        self.rows.append(row)
+        print(f"  epoch {epoch:3d}  {self.train_s:7.1f} s  {row['patterns_per_s']:6.1f} patterns/s  "
+              f"phase SSIM {row['phase_ssim']:.3f} (held-out band {row.get('val_band_phase_ssim', float('nan')):.3f})  "
+              f"amplitude SSIM {row['amplitude_ssim']:.3f}  FRC {row['frc_resolution_cycles_per_pixel']:.3f}",
+              flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--raw", type=Path, default=Path("resources/fly001.npz"), help="raw scan with objectGuess")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
+    p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--width", type=int, default=ModelConfig.width)
+    p.add_argument("--gridsize", type=int, default=DataConfig.gridsize)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    p.add_argument("--scheduler", default=TrainConfig.scheduler)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is fastest on a busy machine: OpenMP threads wait for each other)")
+    p.add_argument("--epie-passes", type=int, default=SolverConfig.iterations,
+                   help="passes of the reference ePIE run (0 = skip it)")
+    p.add_argument("--margin", type=float, default=0.03, help="target: phase SSIM >= baseline's - margin")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    info = scans.machine("cpu")
+    scans.print_machine(info)
+    c = canonicalise(read_npz(a.raw), a.raw)
+    scan = Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]), c["objectGuess"])
+    region = scanned_region(scan.x, scan.y)
+
+    epie = None
+    if a.epie_passes:
+        t = time.perf_counter()
+        probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+        obj = Solver(scan.amplitude, probe, scan.y, scan.x, np.ones(scan.obj.shape), SolverConfig(a.epie_passes)).run()
+        epie = {**{k: v for k, v in compare(obj, scan.obj, region).items() if k.endswith(("ssim", "pixel"))},
+                "passes": a.epie_passes, "seconds": time.perf_counter() - t}
+        print(f"ePIE baseline, {a.epie_passes} passes: {epie['seconds']:.1f} s, phase SSIM {epie['phase_ssim']:.3f}, "
+              f"amplitude SSIM {epie['amplitude_ssim']:.3f}", flush=True)
+
+    data = DataConfig(gridsize=a.gridsize)
+    model = ModelConfig(width=a.width)
+    cfg = TrainConfig(max_epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
+                      scheduler=a.scheduler, logger="none")
+    train_rows, val_rows = split_rows(scan.y, data.val_fraction)
+    per_epoch = (data.n_groups or len(train_rows)) * data.gridsize**2
+    scorer = Scorer(scan, a.eval_every, val_rows, per_epoch)
+    print(f"PINN: width {a.width}, gridsize {a.gridsize}, batch {a.batch_size}, lr {a.learning_rate:g}, "
+          f"scheduler {a.scheduler}, {a.epochs} epochs of {per_epoch} patterns", flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        train(scan, None, work, data, model, cfg, ExecConfig(threads=a.threads, quiet=True), callbacks=(scorer,))
+
+    result = {"machine": info, "settings": vars(a) | {"raw": str(a.raw), "out": str(a.out)}, "epie": epie,
+              "pinn": scorer.rows}
+    if epie:
+        target = epie["phase_ssim"] - a.margin
+        reached = next((r for r in scorer.rows if r["phase_ssim"] >= target), None)
+        result["target_phase_ssim"] = target
+        result["time_to_target_s"] = reached and reached["train_s"]
+        best = max(scorer.rows, key=lambda r: r["phase_ssim"])
+        print(f"target phase SSIM {target:.3f} (ePIE {epie['phase_ssim']:.3f} - {a.margin}): " +
+              (f"reached after {reached['train_s']:.0f} s of training (epoch {reached['epoch']})" if reached else
+               f"not reached; best {best['phase_ssim']:.3f} at epoch {best['epoch']} ({best['train_s']:.0f} s)"))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
