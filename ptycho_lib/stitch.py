@@ -11,6 +11,7 @@ neighbours (`phase_offsets`, or its pieces when streaming).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .neighbours import nearest_neighbours
 
@@ -56,9 +57,15 @@ def overlap_pairs(pos: np.ndarray, neighbours: int = 6) -> np.ndarray:
     return np.unique(pairs, axis=0).reshape(-1, 2)
 
 
+# The batched FFT work below runs in torch complex64 (on the CPU about 4x faster per
+# transform than numpy's complex128, and what the complex64 patches hold anyway);
+# the accumulations on the canvas and the phase solve stay in float64.
+
+
 def weighted_spectra(patches: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """fft2 of each weighted patch (complex64): what the pairwise overlaps are made of."""
-    return np.fft.fft2(patches * weight).astype(np.complex64)
+    w = torch.from_numpy(np.asarray(weight, np.float32))
+    return torch.fft.fft2(torch.from_numpy(np.ascontiguousarray(patches, np.complex64)) * w).numpy()
 
 
 def _ramp_factors(dy: np.ndarray, dx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,13 +75,20 @@ def _ramp_factors(dy: np.ndarray, dx: np.ndarray, n: int) -> tuple[np.ndarray, n
     return np.exp(-2j * np.pi * dy[:, None] * q), np.exp(-2j * np.pi * dx[:, None] * q)
 
 
+def _ramps(dy: np.ndarray, dx: np.ndarray, n: int) -> torch.Tensor:
+    """The ramps (B, N, N) as complex64 tensors (phases computed in float64)."""
+    ey, ex = _ramp_factors(dy, dx, n)
+    return torch.from_numpy((ey[:, :, None] * ex[:, None, :]).astype(np.complex64))
+
+
 def pair_overlaps(spec_j: np.ndarray, spec_k: np.ndarray, d: np.ndarray) -> np.ndarray:
     """c_jk = sum_r w_j conj(O_j) w_k O_k(r - d) for pairs of weighted spectra (P, N, N)
     with k at offset d (P, 2) = pos_k - pos_j from j: the overlap whose phase is the
-    patches' phase difference (Parseval, with k moved into j's frame)."""
-    ey, ex = _ramp_factors(d[:, 0], d[:, 1], spec_j.shape[-1])
-    t = np.conj(spec_j) * spec_k
-    return np.einsum("pyx,py,px->p", t, ey, ex)
+    patches' phase difference (Parseval, with k moved into j's frame). The ramp is
+    applied as its two factors: a matrix product along columns, a dot along rows."""
+    ey, ex = (torch.from_numpy(f.astype(np.complex64)) for f in _ramp_factors(d[:, 0], d[:, 1], spec_j.shape[-1]))
+    t = torch.from_numpy(spec_j).conj() * torch.from_numpy(spec_k)
+    return (torch.matmul(t, ex[:, :, None])[..., 0] * ey).sum(-1).numpy().astype(np.complex128)
 
 
 def solve_phases(pairs: np.ndarray, c: np.ndarray, m: int) -> np.ndarray:
@@ -144,7 +158,7 @@ class Stitcher:
             mask[middle_trim:n - middle_trim, middle_trim:n - middle_trim] = 1
             w = w * mask
         self.shape, self.n, self.method, self.weight = tuple(shape), n, method, w
-        self._weight_spectrum = np.fft.fft2(w)
+        self._weight_spectrum = torch.fft.fft2(torch.from_numpy(w.astype(np.complex64)))
         self.num = np.zeros(self.shape, np.complex128)
         self.den = np.zeros(self.shape, np.float64)
 
@@ -181,10 +195,10 @@ class Stitcher:
         if self.method == "fourier":
             # shift the weighted patch and its weight so that both fall on integer
             # canvas pixels (weighting first keeps the unlit, unconstrained edges out)
-            ey, ex = _ramp_factors(fy, fx, n)
-            ramp = ey[:, :, None] * ex[:, None, :]
-            values = np.fft.ifft2(np.fft.fft2(patches * self.weight) * ramp)
-            self._scatter(iy, ix, values, np.fft.ifft2(self._weight_spectrum * ramp).real)
+            ramp = _ramps(fy, fx, n)
+            spec = torch.from_numpy(weighted_spectra(patches, self.weight))
+            values = torch.fft.ifft2(spec * ramp).numpy()
+            self._scatter(iy, ix, values, torch.fft.ifft2(self._weight_spectrum * ramp).real.numpy())
         else:  # bilinear splatting to the four surrounding canvas pixels
             vals = patches * self.weight
             for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
