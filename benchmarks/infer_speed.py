@@ -6,6 +6,7 @@ its converged quality on the same data, measured side by side in one invocation.
     python benchmarks/infer_speed.py --quick                 # M = 1000 only, ePIE 40 passes
     python benchmarks/infer_speed.py --bundle results/models/fly001/wts.h5.zip
     python benchmarks/infer_speed.py --arch '{"width": 16}'  # PtychoNet(n=64, width=16)
+    python benchmarks/infer_speed.py --threads 1             # a busy machine (see below)
 
 The scan: 1000 positions (40 rows x 25) simulated with the fixture's probe, pattern
 size (64 x 64), step and dose; larger M tile it. The network: the current default
@@ -14,8 +15,11 @@ architecture and weights of a bundle, or PtychoNet kwargs. ePIE (ptycho_lib.iter
 defaults: batch 32, alpha 0.1, known probe, flat start) runs --epie-passes passes on
 the same 1000 patterns; its phase SSIM against the truth is scored every
 --epie-every passes (scoring not timed). "Converged" = the first scored pass whose
-phase SSIM is within 0.01 of the last pass's; its time is the solver's time up to it.
-The claim is the ratio of that time to the inference time at M = 1000.
+phase SSIM is within 0.01 of the last pass's; its time is the solver's time up to it
+(if ePIE still gains more than 0.01 over the last fifth of the passes, that is said:
+the time is then a lower bound). The claim is the ratio of that time to the inference
+time at M = 1000. On a shared machine use --threads 1: two OpenMP threads on two
+busy cores wait for each other (measured: ePIE passes up to 10x slower).
 
 Prints the machine, a table and the ratio; writes JSON (--out).
 """
@@ -91,8 +95,13 @@ def epie_to_convergence(canonical: dict, passes: int, every: int) -> dict:
                   f"amplitude SSIM {s['amplitude_ssim']:.4f}", flush=True)
     final = curve[-1]["phase_ssim"]
     converged = next(c for c in curve if c["phase_ssim"] >= final - QUALITY_TOLERANCE)
+    # still climbing over the last fifth of the passes: the true time to convergence is
+    # longer than measured, so the ratio below is a lower bound
+    earlier = next(c for c in curve if c["pass"] >= 0.8 * passes)
+    still_improving = final - earlier["phase_ssim"] > QUALITY_TOLERANCE
     return {"passes": passes, "curve": curve, "final_phase_ssim": final, "converged": converged,
-            "seconds_per_pass": elapsed / passes}
+            "seconds_per_pass": elapsed / passes, "still_improving": still_improving,
+            "gain_over_last_fifth": final - earlier["phase_ssim"]}
 
 
 def main():
@@ -172,6 +181,10 @@ def main():
     print(f"\nePIE: final phase SSIM {epie['final_phase_ssim']:.4f} after {epie['passes']} passes; converged "
           f"(within {QUALITY_TOLERANCE}) at pass {c['pass']}, {c['seconds']:.1f} s "
           f"({epie['seconds_per_pass']:.2f} s/pass)")
+    if epie["still_improving"]:
+        print(f"      ePIE was still improving ({epie['gain_over_last_fifth']:+.3f} phase SSIM over the last "
+              f"{epie['passes'] - int(0.8 * epie['passes'])} passes): its true time to convergence is longer, "
+              "the ratio below a lower bound (more passes: --epie-passes)")
     print(f"PINN inference + stitching, M = 1000, batch {default_batch}: {ref['best']['seconds']:.2f} s "
           f"({ref['best']['patterns_per_s']:.0f} patterns/s)")
     print(f"ratio ePIE time-to-converged / PINN inference: {ratio:.1f}x (target >= 10x, i.e. about "

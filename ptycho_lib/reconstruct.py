@@ -39,7 +39,7 @@ from .model import PtychoNet
 from .stitch import Stitcher, canvas_geometry, overlap_pairs, pair_overlaps, solve_phases, weighted_spectra
 
 PATCH_MEMORY = 256 << 20  # predicted patches kept in memory up to this many bytes
-STITCH_CHUNK = 256  # patches stitched at once (bounds the stitcher's temporaries)
+STITCH_CHUNK = 256  # patches stitched at once at most (bounds the stitcher's temporaries)
 PAIR_CHUNK = 512  # pair overlaps computed at once
 CPU_BATCH = 256  # default patterns per forward pass on a CPU (larger is no faster: benchmarks/infer_speed.py)
 CUDA_BATCH = 4096  # and on a CUDA device
@@ -262,8 +262,9 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
         clock["align"] += time.perf_counter() - t
         del ring
         t = time.perf_counter()
-        for start in range(0, m, STITCH_CHUNK):
-            stop = min(start + STITCH_CHUNK, m)
+        chunk = min(batch, STITCH_CHUNK)
+        for start in range(0, m, chunk):
+            stop = min(start + chunk, m)
             idx = order[start:stop]
             patches = store.read(start, stop)
             if align:
