@@ -28,22 +28,30 @@ def canvas_geometry(x, y, n, shape=None):
     return (h, w), (oy, ox)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """a . b without BLAS: numpy's own pairwise sum, one thread (a threaded BLAS dot
+    spends most of its time waiting for its threads on a busy machine: measured 40x
+    slower per conjugate-gradient step at M = 100,000)."""
+    return float(np.sum(a * b))
+
+
 def _conjugate_gradient(matvec, rhs, diag, iters=2000, tol=1e-10):
     """Jacobi-preconditioned conjugate gradient for a symmetric positive system."""
     x = np.zeros_like(rhs)
     r = rhs.copy()
     z = r / diag
     p = z.copy()
-    rz = r @ z
+    rz = _dot(r, z)
+    stop = tol * np.sqrt(_dot(rhs, rhs))
     for _ in range(iters):
         ap = matvec(p)
-        alpha = rz / (p @ ap)
+        alpha = rz / _dot(p, ap)
         x += alpha * p
         r -= alpha * ap
-        if np.sqrt(r @ r) <= tol * np.sqrt(rhs @ rhs):
+        if np.sqrt(_dot(r, r)) <= stop:
             break
         z = r / diag
-        rz, rz_old = r @ z, rz
+        rz, rz_old = _dot(r, z), rz
         p = z + (rz / rz_old) * p
     return x
 
@@ -53,8 +61,9 @@ def overlap_pairs(pos: np.ndarray, neighbours: int = 6) -> np.ndarray:
     sorted: the graph on which patch phases are aligned."""
     m = len(pos)
     nn = nearest_neighbours(pos, neighbours)
-    pairs = np.sort(np.stack([np.repeat(np.arange(m), nn.shape[1]), nn.ravel()], 1), 1)
-    return np.unique(pairs, axis=0).reshape(-1, 2)
+    a, b = np.repeat(np.arange(m), nn.shape[1]), nn.ravel()
+    code = np.unique(np.minimum(a, b) * m + np.maximum(a, b))  # one integer per pair, sorted
+    return np.stack([code // m, code % m], 1)
 
 
 # The batched FFT work below runs in torch complex64 (on the CPU about 4x faster per
@@ -103,10 +112,19 @@ def solve_phases(pairs: np.ndarray, c: np.ndarray, m: int) -> np.ndarray:
     # minimise sum a (phi_k - phi_j + delta)^2; a tiny ridge fixes the free global phase
     ridge = 1e-9
     diag = np.bincount(j, a, m) + np.bincount(k, a, m) + ridge
+    # the adjacency in compressed rows (each pair in both directions, sorted by row):
+    # one gather and one segmented sum per product, ~10x faster than bincounts
+    rows, cols = np.r_[j, k], np.r_[k, j]
+    by_row = np.argsort(rows, kind="stable")
+    cols, weights = cols[by_row], np.r_[a, a][by_row]
+    counts = np.bincount(rows, minlength=m)
+    starts = np.cumsum(counts) - counts
+    has = counts > 0
 
     def laplacian(phi):
-        e = a * (phi[j] - phi[k])
-        return np.bincount(j, e, m) - np.bincount(k, e, m) + ridge * phi
+        out = diag * phi
+        out[has] -= np.add.reduceat(weights * phi[cols], starts[has])
+        return out
 
     rhs = np.bincount(j, a * delta, m) - np.bincount(k, a * delta, m)
     return _conjugate_gradient(laplacian, rhs, diag)
