@@ -3,6 +3,7 @@
     python benchmarks/pipeline_time.py                       # results/recon/fly001.png
     python benchmarks/pipeline_time.py --no-main             # only the no-op rerun after a
                                                              # cheap target (canonical file)
+    python benchmarks/pipeline_time.py -- --config train='{max_epochs: 2}'   # extra snakemake args
 
 Clones this repository's committed HEAD (git clone: only committed work counts) into
 a temporary directory, runs `snakemake --cores 8 TARGET` there with this Python's
@@ -59,6 +60,7 @@ def main():
     p.add_argument("--no-main", action="store_true",
                    help="build only results/canonical/fly001.npz (seconds), then time the no-op rerun")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipeline_time.json")
+    p.add_argument("extra", nargs="*", help="further snakemake arguments (after --)")
     a = p.parse_args()
     target = "results/canonical/fly001.npz" if a.no_main else a.target
     info = scans.machine("cpu")
@@ -68,18 +70,18 @@ def main():
         work = Path(tmp) / "repo"
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(work)], check=True)
         print(f"cloned {commit[:12]} into {work}", flush=True)
-        dry, _ = snakemake(work, "-n", "--cores", str(a.cores), target)
+        dry, _ = snakemake(work, "-n", "--cores", str(a.cores), target, *a.extra)
         print(f"dry run (-n) of {target}: {dry:.1f} s", flush=True)
-        main_s, _ = snakemake(work, "--cores", str(a.cores), target)
-        print(f"snakemake --cores {a.cores} {target}: {main_s:.1f} s", flush=True)
+        main_s, _ = snakemake(work, "--cores", str(a.cores), target, *a.extra)
+        print(f"snakemake --cores {a.cores} {target} {' '.join(a.extra)}: {main_s:.1f} s", flush=True)
         stages = stage_times(work)
         for name, s in stages.items():
             print(f"  {name:28s} {s:7.1f} s")
-        noop, log = snakemake(work, "--cores", str(a.cores), target)
+        noop, log = snakemake(work, "--cores", str(a.cores), target, *a.extra)
         nothing = "Nothing to be done" in log
         print(f"no-op rerun: {noop:.1f} s ({'nothing was run' if nothing else 'SOMETHING RAN'})", flush=True)
     info["load_average_at_end"] = list(os.getloadavg())
-    out = {"machine": info, "commit": commit, "target": target, "cores": a.cores, "dry_run_s": dry,
+    out = {"machine": info, "commit": commit, "target": target, "cores": a.cores, "extra": a.extra, "dry_run_s": dry,
            "main_job_s": main_s, "stages_s": stages, "noop_rerun_s": noop, "noop_did_nothing": nothing}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=1) + "\n")
