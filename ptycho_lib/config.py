@@ -86,7 +86,8 @@ class TrainConfig:
 @dataclass
 class InferConfig:
     n_images: int = opt(0, "--n_images", "reconstruct from the first N patterns of the scan (0 = all)", min=0)
-    batch_size: int = opt(256, "--inference-batch-size", "patterns per forward pass (bounds memory)", min=1)
+    batch_size: int = opt(0, "--inference-batch-size", "patterns per forward pass (bounds memory; 0 = the "
+                          "device's own, 256 on CPU, 4096 on CUDA)", min=0)
     stitch: str = opt("fourier", "--stitch", "sub-pixel placement of patches", choices=("fourier", "bilinear"))
     middle_trim: int = opt(0, "--middle-trim", "use only the central N - 2*trim pixels of each patch (0 = all)",
                            min=0)

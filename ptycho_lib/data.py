@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import InputError, read_npz
+from .io import InputError, read_npz, release_pages
 from .neighbours import nearest_neighbours
 
 CANONICAL_KEYS = ("diffraction", "probeGuess", "xcoords", "ycoords", "nphotons")
@@ -33,8 +33,11 @@ class Scan:
         return np.stack([self.y, self.x], 1)
 
 
-def load_scan(path) -> Scan:
-    raw = read_npz(path)
+def load_scan(path, mmap: bool = False) -> Scan:
+    """The canonical scan in `path`; with mmap the patterns stay in the file (a
+    read-only memory map, when transpose stored them uncompressed as it does) and are
+    read as they are used."""
+    raw = read_npz(path, mmap_keys=("diffraction",) if mmap else ())
     missing = [k for k in CANONICAL_KEYS if k not in raw]
     if missing:
         raise InputError(path, f"not a canonical file (missing {', '.join(missing)}); run transpose first")
@@ -42,11 +45,16 @@ def load_scan(path) -> Scan:
                 float(raw["nphotons"]), raw.get("objectGuess"))
 
 
-def input_scale(amplitude: np.ndarray) -> float:
-    """Network input scale: makes the mean per-pattern energy sum(X^2) equal (N/2)^2."""
+def input_scale(amplitude: np.ndarray, chunk: int = 1024) -> float:
+    """Network input scale: makes the mean per-pattern energy sum(X^2) equal (N/2)^2.
+    Read `chunk` patterns at a time (memory does not grow with the scan)."""
     n = amplitude.shape[-1]
-    energy = float(np.mean(np.sum(amplitude.astype(np.float64) ** 2, axis=(-2, -1))))
-    return float((n / 2) / np.sqrt(energy))
+    energies = np.empty(len(amplitude))
+    for s in range(0, len(amplitude), chunk):
+        part = amplitude[s:s + chunk]
+        energies[s:s + chunk] = np.sum(part.astype(np.float64) ** 2, axis=(-2, -1))
+        release_pages(part)
+    return float((n / 2) / np.sqrt(float(np.mean(energies))))
 
 
 def split_rows(y: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,12 @@ import hashlib
 import io
 import json
 import math
+import mmap
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,8 +71,9 @@ def available_memory() -> int | None:
     return avail
 
 
-def _check_zip_sizes(path, infos: list[zipfile.ZipInfo], max_bytes: int | None) -> None:
-    """Refuse, from the zip directory alone, archives that would expand beyond reason."""
+def _check_zip_sizes(path, infos: list[zipfile.ZipInfo], max_bytes: int | None, exclude=()) -> None:
+    """Refuse, from the zip directory alone, archives that would expand beyond reason
+    (members in `exclude` are mapped, not loaded: they need no memory)."""
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise InputError(path, "holds the same member name twice; refusing an ambiguous archive")
@@ -79,15 +83,16 @@ def _check_zip_sizes(path, infos: list[zipfile.ZipInfo], max_bytes: int | None) 
             raise InputError(path, f"member {info.filename!r} would expand {ratio:.0f}x, from "
                              f"{human_bytes(info.compress_size)} to {human_bytes(info.file_size)} "
                              "(a zip bomb?); refusing to decompress it")
-    total = sum(i.file_size for i in infos)
+    total = sum(i.file_size for i in infos if i.filename not in exclude)
     if max_bytes is not None and total > max_bytes:
         raise InputError(path, f"needs {human_bytes(total)} of memory to load, more than the "
                          f"{human_bytes(max_bytes)} available; refusing")
 
 
-def _npy_header(path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+def _npy_header(path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple:
     """Check one member's .npy header against the bytes the zip says it holds, before
-    anything is allocated: no object dtype, no shape larger than the member."""
+    anything is allocated: no object dtype, no shape larger than the member. Returns
+    (shape, fortran order, dtype, header bytes)."""
     name = info.filename
     if not name.endswith(".npy"):
         raise InputError(path, f"member {name!r} is not a .npy array")
@@ -109,14 +114,18 @@ def _npy_header(path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     if header_bytes + nbytes != info.file_size:
         raise InputError(path, f"member {name!r} claims shape {shape} of {dtype} ({human_bytes(nbytes)}) "
                          f"but holds {human_bytes(max(info.file_size - header_bytes, 0))} of data; refusing")
+    return shape, fortran, dtype, header_bytes
 
 
-def read_npz(path, max_bytes: int | None = -1) -> dict[str, np.ndarray]:
+def read_npz(path, max_bytes: int | None = -1, mmap_keys=()) -> dict[str, np.ndarray]:
     """Read every array of an NPZ without ever unpickling (object arrays are refused).
 
     Sizes are checked before anything is allocated: the zip directory (zip bombs, more
     than `max_bytes` in all; -1 = the memory available) and each member's .npy header
-    (a shape larger than the member's bytes)."""
+    (a shape larger than the member's bytes). Members named in `mmap_keys` that are
+    stored uncompressed come back as read-only memory maps of the file (their CRC is
+    checked first, reading the file in blocks; they do not count against `max_bytes`);
+    compressed ones are read into memory as usual."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
@@ -130,11 +139,14 @@ def read_npz(path, max_bytes: int | None = -1) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-            _check_zip_sizes(path, infos, max_bytes)
-            for info in infos:
-                _npy_header(path, zf, info)
+            mapped = {i.filename for i in infos if i.filename[:-4] in mmap_keys and _mappable(i)}
+            _check_zip_sizes(path, infos, max_bytes, exclude=mapped)
+            headers = {info.filename: _npy_header(path, zf, info) for info in infos}
             out = {}
             for info in infos:
+                if info.filename in mapped:
+                    out[info.filename[:-4]] = _map_member(path, info, *headers[info.filename])
+                    continue
                 with zf.open(info) as f:
                     out[info.filename[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
             return out
@@ -142,6 +154,57 @@ def read_npz(path, max_bytes: int | None = -1) -> dict[str, np.ndarray]:
         raise InputError(path, f"not a readable NPZ file: damaged or truncated zip archive ({e})") from None
     except (OSError, ValueError) as e:
         raise InputError(path, f"not a readable NPZ file ({e})") from None
+
+
+def _mappable(info: zipfile.ZipInfo) -> bool:
+    """Stored as plain bytes: uncompressed, unencrypted."""
+    return info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1 and \
+        info.compress_size == info.file_size
+
+
+def _map_member(path, info: zipfile.ZipInfo, shape, fortran, dtype, header_bytes) -> np.ndarray:
+    """A read-only array over an uncompressed member's bytes in the file, after checking
+    where the local header puts them and their CRC-32 (what zipfile checks on reading)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"Bad magic number for file header of {info.filename!r}")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        if start + info.file_size > size:
+            raise zipfile.BadZipFile(f"member {info.filename!r} extends past the end of the file")
+        f.seek(start)
+        crc, left = 0, info.file_size
+        while left:
+            block = f.read(min(left, 16 << 20))
+            if not block:
+                raise zipfile.BadZipFile(f"member {info.filename!r} extends past the end of the file")
+            crc, left = zlib.crc32(block, crc), left - len(block)
+        if crc != info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+        whole = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.ndarray(shape, dtype, buffer=whole, offset=start + header_bytes, order="F" if fortran else "C")
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the pages under `array`, a view of a map made by read_npz(mmap_keys=...),
+    from this process's resident memory once it has been read (they stay in the page
+    cache; reading them again costs a minor fault). Streaming readers call it after
+    each batch so that memory does not grow with the file. No-op for other arrays."""
+    base = array
+    while isinstance(base, np.ndarray) and not isinstance(base.base, mmap.mmap):
+        base = base.base
+    if not isinstance(base, np.ndarray) or array.size == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    whole = base.base
+    origin = np.frombuffer(whole, np.uint8).ctypes.data
+    lo = array.ctypes.data - origin
+    hi = lo + array.nbytes if array.flags.c_contiguous else len(whole)
+    lo = lo // mmap.PAGESIZE * mmap.PAGESIZE
+    hi = min(-(-hi // mmap.PAGESIZE) * mmap.PAGESIZE, len(whole))
+    whole.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 @contextmanager
@@ -163,17 +226,25 @@ def atomic_path(target):
         raise
 
 
-def write_npz(path, arrays: dict[str, np.ndarray]) -> None:
+def write_npz(path, arrays: dict[str, np.ndarray], stored=()) -> None:
     """Write an NPZ whose bytes depend only on the arrays (fixed member dates, sorted
-    keys), atomically."""
+    keys), atomically. Members named in `stored` are written uncompressed, their data
+    64-byte aligned in the file, so that readers can memory-map them
+    (read_npz(mmap_keys=...)); the others are deflated."""
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for key in sorted(arrays):
             buf = io.BytesIO()
             a = np.asarray(arrays[key])  # (ascontiguousarray would make 0-d arrays 1-d)
             np.lib.format.write_array(buf, a if a.flags.c_contiguous else a.copy(), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            name = f"{key}.npy"
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if key in stored else zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
+            if key in stored:
+                # an extra field of padding (id 0xD935, as zipalign uses) puts the .npy
+                # at a multiple of 64 bytes; its header is a multiple of 64 long
+                pad = -(zf.fp.tell() + 30 + len(name) + 4) % 64
+                info.extra = struct.pack("<HH", 0xD935, pad) + bytes(pad)
             zf.writestr(info, buf.getvalue())
 
 

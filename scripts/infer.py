@@ -52,7 +52,7 @@ def main(argv):
     output = a.output or a.output_dir / f"{a.test_data.stem}.npz"
     torch.set_num_threads(torch_threads(cfg["execution"]))
     device = pick_accelerator(cfg["execution"].accelerator)
-    scan = load_scan(a.test_data)
+    scan = load_scan(a.test_data, mmap=True)  # patterns read batch by batch from the file
     net, manifest = load_network(a.model_path, n=scan.n, gridsize=a.gridsize)
     rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers)
     provenance = {

@@ -30,7 +30,8 @@ def main(argv):
     canonical = canonicalise(read_npz(a.raw), a.raw, a.layout, a.measurement, a.nphotons)
     for warning in json.loads(str(canonical["conversions"]))["warnings"]:
         print(f"warning: {a.raw}: {warning}", file=sys.stderr)
-    write_npz(a.canonical, canonical)
+    # patterns uncompressed: infer memory-maps them and reads them batch by batch
+    write_npz(a.canonical, canonical, stored=("diffraction",))
     record(a.canonical, "transpose", {"raw": a.raw},
            {"layout": a.layout, "measurement": a.measurement, "nphotons": a.nphotons})
 

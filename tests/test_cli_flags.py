@@ -33,7 +33,8 @@ def test_help_lists_every_flag_with_its_default(program, flags, capsys):
     for flag in flags:
         assert f"{flag} " in text or f"{flag}," in text, flag
     assert ("--batch_size INT groups per forward pass (default: 16)" in text if program == "train"
-            else "--inference-batch-size INT patterns per forward pass (bounds memory) (default: 256)" in text)
+            else "--inference-batch-size INT patterns per forward pass (bounds memory; 0 = the device's own, "
+                 "256 on CPU, 4096 on CUDA) (default: 0)" in text)
     if program == "infer":
         assert "--devices" not in text and "--prefetch-factor" not in text  # training-only knobs
 
