@@ -21,12 +21,14 @@ def first_patterns(scan: Scan, n_images: int) -> Scan:
     return Scan(scan.amplitude[:k], scan.probe, scan.x[:k], scan.y[:k], scan.nphotons, scan.obj)
 
 
-def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu", num_workers: int = 0) -> dict:
+def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu", num_workers: int = 0,
+                progress=None) -> dict:
     """Object (complex64), stitching weights and the canvas origin for a scan. The
     patterns go through the network cfg.batch_size at a time, loaded by num_workers
     processes; the canvas is the reference object's frame when the scan has one,
     grown to hold every whole window with cfg.pad_eval. The network must suit the
-    scan's pattern size: bundle.load_network(n=...) refuses one that does not."""
+    scan's pattern size: bundle.load_network(n=...) refuses one that does not.
+    progress: optional wrapper of the batch iterable (a progress bar)."""
     # each scan is scaled by its own statistics, as the training scan was
     scale = np.float32(input_scale(scan.amplitude))
     scan = first_patterns(scan, cfg.n_images)
@@ -38,8 +40,9 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     stitcher = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim)
     net = net.to(device)
     loader = DataLoader(scan.amplitude, batch_size=cfg.batch_size, num_workers=num_workers)
+    batches = (progress or iter)(loader)
     with torch.inference_mode():
-        patches = np.concatenate([net.patches((batch * scale).to(device)).cpu().numpy() for batch in loader])
+        patches = np.concatenate([net.patches((batch * scale).to(device)).cpu().numpy() for batch in batches])
     if cfg.align_phase:
         patches *= np.exp(1j * phase_offsets(patches, y, x, stitcher.weight)).astype(np.complex64)[:, None, None]
     for s in range(0, len(x), cfg.batch_size):

@@ -194,3 +194,93 @@ def test_bad_ptychodus_folder_and_non_hdf5_file(tmp_path, tiny_raw):
     proc = convert(junk, tmp_path / "o.npz")
     assert proc.returncode == 1 and proc.stderr.startswith(f"error: {junk}: not a readable HDF5 file")
     assert not (tmp_path / "o.npz").exists()
+
+
+MICRO = {  # one short training: enough to go through every stage
+    "data": {"n_groups": 16},
+    "model": {"width": 8},
+    "train": {"max_epochs": 2, "batch_size": 8},
+    "infer": {"batch_size": 16},
+    "execution": {"threads": 1, "accelerator": "cpu"},
+    # cxiscan's translations have x negated; ptyscan is reconstructed by cxiscan's model
+    "datasets": {"cxiscan": {"flip_x": True}, "ptyscan": {"model": "cxiscan"}},
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    import yaml
+    from ptycho_lib.simulate import simulate
+    from conftest import TINY
+    from test_pipeline import copy_repo, snakemake
+
+    raw = simulate(TINY)
+    work = copy_repo(tmp_path_factory.mktemp("byod"))
+    write_cxi(work / "resources/cxiscan.cxi", raw, flip_x=True)
+    write_ptychodus(work / "resources/ptyscan", raw)
+    (work / "micro.yaml").write_text(yaml.safe_dump(MICRO))
+    targets = [f"results/recon/{d}.{ext}" for d in ("cxiscan", "ptyscan") for ext in ("png", "h5")]
+    snakemake(work, *targets, "results/train/cxiscan/loss.png", "--cores", "2", "--configfile", "micro.yaml")
+    return work, raw
+
+
+@pytest.mark.parametrize("scan", ["cxiscan", "ptyscan"])
+def test_beamline_scan_goes_through_snakemake_to_png_and_product(pipeline, scan):
+    work, raw = pipeline
+    assert (work / f"results/recon/{scan}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (work / f"results/imported/{scan}.npz.prov.json").exists()
+    rec = np.load(work / f"results/recon/{scan}.npz")
+    assert rec["amplitude"].dtype == np.float32 and rec["phase"].dtype == np.float32
+    np.testing.assert_allclose(rec["pixel_size_m"], [PIXEL, PIXEL], rtol=1e-9)
+    with h5py.File(work / f"results/recon/{scan}.h5") as f:
+        h, w = rec["object"].shape
+        assert f["object"].shape == (1, h, w) and f["object"].dtype == np.complex64
+        assert f["probe"].shape == (1, 32, 32) and f["probe"].dtype == np.complex64
+        assert f.attrs["name"] == scan and f.attrs["pixel_size_known"] == 1
+        assert f.attrs["probe_energy_eV"] == pytest.approx(ENERGY_EV, rel=1e-9)
+        assert f.attrs["detector_object_distance_m"] == pytest.approx(DISTANCE)
+        for ds in ("object", "probe"):
+            assert f[ds].attrs["pixel_width_m"] == pytest.approx(PIXEL, rel=1e-9)
+            assert f[ds].attrs["pixel_height_m"] == pytest.approx(PIXEL, rel=1e-9)
+        # positions in metres, in the file's own frame (after the configured flip):
+        # within 0.01 px of the truth
+        x0, y0 = (5e-6, -2e-6) if scan == "ptyscan" else (0.0, 3e-6)
+        assert np.abs(f["probe_position_x_m"][()] - (x0 + PIXEL * raw["xcoords"])).max() < 0.01 * PIXEL
+        assert np.abs(f["probe_position_y_m"][()] - (y0 + PIXEL * raw["ycoords"])).max() < 0.01 * PIXEL
+        assert list(f["probe_position_indexes"][()]) == list(range(36))
+        assert list(f["loss_epochs"][()]) == [0, 1] and np.all(np.isfinite(f["loss_values"][()]))
+        # the object's centre puts every position inside it, where ptychodus expects it
+        cx = (f["probe_position_x_m"][()] - f["object"].attrs["center_x_m"]) / PIXEL + w / 2
+        np.testing.assert_allclose(cx, rec["xcoords"], atol=1e-6)
+
+
+def test_loss_curve_and_report_figures(pipeline):
+    work, _ = pipeline
+    assert (work / "results/train/cxiscan/loss.png").read_bytes()[:4] == b"\x89PNG"
+    # the same scan rendered without a pixel size (no scale bar) gives another image
+    from ptycho_lib.io import read_npz
+    from ptycho_lib.render import render
+    from ptycho_lib.stitch import scanned_region
+
+    rec = read_npz(work / "results/recon/cxiscan.npz")
+    region = scanned_region(rec["xcoords"], rec["ycoords"])
+    render(rec["object"], region, "cxiscan - PINN (model cxiscan)", work / "plain.png")
+    assert (work / "plain.png").read_bytes() != (work / "results/recon/cxiscan.png").read_bytes()
+
+
+def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):
+    """A scan without geometry: 1 m stands for one object pixel, and the file says so."""
+    from ptycho_lib.contract import canonicalise
+    from ptycho_lib.io import write_npz
+    import product
+
+    canonical = canonicalise(tiny_raw, "tiny.npz")
+    write_npz(tmp_path / "canonical.npz", canonical)
+    x, y = canonical["xcoords"] + 1, canonical["ycoords"] + 2
+    write_npz(tmp_path / "recon.npz", {"object": canonical["objectGuess"], "xcoords": x, "ycoords": y,
+                                       "origin": np.array([2.0, 1.0])})
+    product.main([str(tmp_path / "recon.npz"), str(tmp_path / "canonical.npz"), str(tmp_path / "p.h5")])
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert f.attrs["pixel_size_known"] == 0 and f["object"].attrs["pixel_width_m"] == 1.0
+        assert "unknown" in f.attrs["comments"] and f["loss_values"].shape == (0,)
+        np.testing.assert_allclose(f["probe_position_x_m"][()], canonical["xcoords"])
