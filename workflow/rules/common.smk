@@ -85,7 +85,7 @@ def convert_flags(dataset):
     ]
     for key in ("flip_x", "flip_y", "transpose_positions"):
         if dataset_setting(dataset, key):
-            out.append("--" + key.replace("_", "-"))
+            out.append(f"--{key.replace('_', '-')}")
     center = dataset_setting(dataset, "beam_center")
     if center:
         out.append(f"--beam-center {center[0]} {center[1]}")
