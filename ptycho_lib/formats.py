@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .io import InputError, atomic_path
+from .io import InputError, atomic_path, available_memory, human_bytes
 
 HC = 6.62607015e-34 * 299792458.0  # Planck constant x speed of light, J m
 EV = 1.602176634e-19  # J per electronvolt
@@ -69,19 +69,37 @@ def _find(f: h5py.File, path, names, what, required=True):
     """The first of `names` that is a dataset in f (external links refused), else None
     or an InputError listing where the reader looked."""
     for name in names:
-        if f.get(name, getlink=True) is None:
+        try:
+            link = f.get(name, getlink=True)
+        except (KeyError, ValueError):
+            link = None
+        if link is None:
             continue
-        if isinstance(f.get(name, getlink=True), h5py.ExternalLink):
+        if isinstance(link, h5py.ExternalLink):
             raise InputError(path, f"{what} /{name} is a link to another file; refusing to follow it")
-        if not isinstance(f[name], h5py.Dataset):
+        try:
+            item = f[name]
+        except KeyError:
+            raise InputError(path, f"{what} /{name} is a dangling link") from None
+        if not isinstance(item, h5py.Dataset):
             raise InputError(path, f"{what} /{name} is a group, not a dataset")
-        return f[name]
+        return item
     if required:
         raise InputError(path, f"no {what}: looked for " + ", ".join("/" + n for n in names))
     return None
 
 
-def _positive(path, value, what, unit) -> float:
+def _read(path, ds: h5py.Dataset, what, sel=()):
+    """ds[sel]; a missing compression filter or damaged data become an InputError."""
+    try:
+        return ds[sel]
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"cannot read {what} ({e}); a missing compression filter "
+                         "(bitshuffle, LZ4 ...) is added by `pip install hdf5plugin`") from None
+
+
+def _positive(path, ds, what, unit) -> float:
+    value = _read(path, ds, what) if isinstance(ds, h5py.Dataset) else ds
     try:
         v = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else float("nan")
     except (TypeError, ValueError):
@@ -91,13 +109,12 @@ def _positive(path, value, what, unit) -> float:
     return v
 
 
-def _real(path, ds, what, ndim, kinds="uif") -> np.ndarray:
-    a = ds[()]
-    if not isinstance(a, np.ndarray) or a.dtype.kind not in kinds or a.ndim not in ndim:
-        shape = getattr(a, "shape", "()")
-        raise InputError(path, f"{what} must be a {'/'.join(map(str, ndim))}-D real array, "
-                         f"got {getattr(a, 'dtype', type(a).__name__)} {shape}")
-    return a
+def _array(path, ds: h5py.Dataset, what, ndim, kinds="uif") -> h5py.Dataset:
+    """ds itself, after checking its dtype and rank from the header (nothing read)."""
+    if ds.dtype.kind not in kinds or ds.ndim not in ndim:
+        raise InputError(path, f"{what} must be a {'/'.join(map(str, ndim))}-D "
+                         f"{'complex' if kinds == 'c' else 'real'} array, got {ds.dtype} {ds.shape}")
+    return ds
 
 
 def read_cxi(path, opts: ReadOptions = ReadOptions()) -> dict:
@@ -105,26 +122,25 @@ def read_cxi(path, opts: ReadOptions = ReadOptions()) -> dict:
     path = Path(path)
     with _open(path) as f:
         data = _find(f, path, CXI["data"], "diffraction data")
-        counts = _real(path, data, f"diffraction data /{data.name.lstrip('/')}", (3, 4))
-        t = _real(path, _find(f, path, CXI["translation"], "translations"), "translations", (2,))
-        energy_j = _positive(path, _find(f, path, CXI["energy"], "source energy")[()], "source energy", "J")
-        distance = _positive(path, _find(f, path, CXI["distance"], "detector distance")[()],
-                             "detector distance", "m")
-        dx = _positive(path, _find(f, path, CXI["x_pixel_size"], "detector x_pixel_size")[()],
+        _array(path, data, f"diffraction data {data.name}", (3, 4))
+        t = _read(path, _array(path, _find(f, path, CXI["translation"], "translations"), "translations", (2,)),
+                  "translations")
+        energy_j = _positive(path, _find(f, path, CXI["energy"], "source energy"), "source energy", "J")
+        distance = _positive(path, _find(f, path, CXI["distance"], "detector distance"), "detector distance", "m")
+        dx = _positive(path, _find(f, path, CXI["x_pixel_size"], "detector x_pixel_size"),
                        "detector x_pixel_size", "m")
-        dy = _positive(path, _find(f, path, CXI["y_pixel_size"], "detector y_pixel_size")[()],
+        dy = _positive(path, _find(f, path, CXI["y_pixel_size"], "detector y_pixel_size"),
                        "detector y_pixel_size", "m")
         mask = _find(f, path, CXI["mask"], "mask", required=False)
-        mask = None if mask is None else _real(path, mask, "mask", (2,), "buif")
+        mask = None if mask is None else _read(path, _array(path, mask, "mask", (2,), "buif"), "mask")
         probe = _find(f, path, CXI["probe"], "probe", required=False)
-        probe = None if probe is None else probe[()]
-    if energy_j > 1e-12:  # a keV-sized number: someone wrote eV or keV, not joules
-        raise InputError(path, f"source energy is {energy_j:g} J, implausible: CXI stores joules "
-                         f"({energy_j:g} eV would be {energy_j * EV:.4g} J)")
-    if t.shape[1] not in (2, 3):
-        raise InputError(path, f"translations have shape {t.shape}; expected (M, 3) in metres")
-    wavelength = HC / energy_j
-    return _assemble(path, counts, mask, probe, t[:, 0], t[:, 1], wavelength, distance, (dy, dx), None, opts)
+        probe = None if probe is None else _read(path, probe, "probe")
+        if energy_j > 1e-12:  # a keV-sized number: someone wrote eV, not joules
+            raise InputError(path, f"source energy is {energy_j:g} J, implausible: CXI stores joules "
+                             f"({energy_j:g} eV would be {energy_j * EV:.4g} J)")
+        if t.shape[1] not in (2, 3):
+            raise InputError(path, f"translations have shape {t.shape}; expected (M, 3) in metres")
+        return _assemble(path, data, mask, probe, t[:, 0], t[:, 1], HC / energy_j, distance, (dy, dx), None, opts)
 
 
 def ptychodus_files(folder) -> tuple[Path, Path]:
@@ -141,33 +157,36 @@ def read_ptychodus(diffraction, product, opts: ReadOptions = ReadOptions()) -> d
     """A ptychodus diffraction file (`patterns`, optional `bad_pixels`) and product file
     (energy, distance, positions in metres, probe with its pixel size) as a raw NPZ dict."""
     diffraction, product = Path(diffraction), Path(product)
-    with _open(diffraction) as f:
-        counts = _real(diffraction, _find(f, diffraction, ("patterns",), "dataset"), "patterns", (3,))
-        mask = _find(f, diffraction, ("bad_pixels",), "bad pixels", required=False)
-        mask = None if mask is None else _real(diffraction, mask, "bad_pixels", (2,), "buif")
     with _open(product) as f:
         def attr(name, unit, obj=f):
             if name not in obj.attrs:
                 raise InputError(product, f"no attribute {name} on {obj.name}")
             return _positive(product, obj.attrs[name], name, unit)
+
+        def positions(name):
+            return _read(product, _array(product, _find(f, product, (name,), "dataset"), name, (1,)), name)
         energy_ev = attr("probe_energy_eV", "eV")
         distance = attr("detector_object_distance_m", "m")
-        x = _real(product, _find(f, product, ("probe_position_x_m",), "dataset"), "probe_position_x_m", (1,))
-        y = _real(product, _find(f, product, ("probe_position_y_m",), "dataset"), "probe_position_y_m", (1,))
+        x, y = positions("probe_position_x_m"), positions("probe_position_y_m")
         probe_ds = _find(f, product, ("probe",), "dataset")
         pixel = (attr("pixel_height_m", "m", probe_ds), attr("pixel_width_m", "m", probe_ds))
-        probe = probe_ds[()]
+        probe = _read(product, probe_ds, "probe")
     if len(x) != len(y):
         raise InputError(product, f"probe_position_x_m has {len(x)} entries but probe_position_y_m {len(y)}")
-    return _assemble(diffraction, counts, mask, probe, x, y, HC / (energy_ev * EV), distance, None, pixel, opts)
+    with _open(diffraction) as f:
+        data = _array(diffraction, _find(f, diffraction, ("patterns",), "dataset"), "patterns", (3,))
+        mask = _find(f, diffraction, ("bad_pixels",), "bad pixels", required=False)
+        mask = None if mask is None else _read(diffraction, _array(diffraction, mask, "bad_pixels", (2,), "buif"),
+                                               "bad_pixels")
+        return _assemble(diffraction, data, mask, probe, x, y, HC / (energy_ev * EV), distance, None, pixel, opts)
 
 
-def _assemble(path, counts, mask, probe, x_m, y_m, wavelength, distance, det_pixel, obj_pixel,
+def _assemble(path, data: h5py.Dataset, mask, probe, x_m, y_m, wavelength, distance, det_pixel, obj_pixel,
               opts: ReadOptions) -> dict:
-    """The shared second half of both readers: crop, mask, geometry, positions."""
-    if counts.ndim == 4:  # (rows, columns, H, W) of a raster scan
-        counts = counts.reshape(-1, *counts.shape[-2:])
-    m, h, w = counts.shape
+    """The shared second half of both readers: crop (only the N x N window of each
+    pattern is read from the file), mask, geometry, positions."""
+    *lead, h, w = data.shape
+    m = int(np.prod(lead))  # (M, H, W), or (rows, columns, H, W) of a raster scan
     if len(x_m) != m:
         raise InputError(path, f"{m} diffraction patterns but {len(x_m)} scan positions")
     if probe is not None:
@@ -184,8 +203,13 @@ def _assemble(path, counts, mask, probe, x_m, y_m, wavelength, distance, det_pix
     if n <= 0 or r - n // 2 < 0 or c - n // 2 < 0 or r + n // 2 > h or c + n // 2 > w:
         raise InputError(path, f"a {n}x{n} crop around the beam centre (row {r}, column {c}) does not fit "
                          f"the {h}x{w} detector; set beam_center or pattern_size")
+    need = m * n * n * 8 * 3  # float64 counts, amplitudes and their float32 copy, roughly
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise InputError(path, f"{m} patterns of {n}x{n} need about {human_bytes(need)} of memory, more than "
+                         f"the {human_bytes(avail)} available")
     window = (slice(r - n // 2, r + n // 2), slice(c - n // 2, c + n // 2))
-    patterns = counts[(slice(None), *window)].astype(np.float64)
+    patterns = _read(path, data, "diffraction data", (Ellipsis, *window)).reshape(m, n, n).astype(np.float64)
     if mask is not None:
         if mask.shape != (h, w):
             raise InputError(path, f"bad-pixel mask is {mask.shape[0]}x{mask.shape[1]} but patterns are {h}x{w}")

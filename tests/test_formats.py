@@ -114,7 +114,8 @@ def test_cxi_fallback_paths_and_transposed_positions(tmp_path, tiny_raw):
     y = tiny_raw["ycoords"] * PIXEL
     det, _ = padded_counts(tiny_raw)
     path = write_cxi(tmp_path / "scan.cxi", tiny_raw, **{
-        "entry_1/data_1/data": None, "entry_1/instrument_1/detector_1/data": det,
+        "entry_1/data_1/data": None,  # a raster scan's (rows, columns, H, W) stack
+        "entry_1/instrument_1/detector_1/data": det.reshape(6, 6, *det.shape[1:]),
         "entry_1/data_1/translation": None,
         "entry_1/sample_1/geometry_1/translation": np.stack([y, x, 0 * x], 1),  # x and y swapped
         "entry_1/instrument_1/source_1/illumination": None,
@@ -163,7 +164,7 @@ BAD = {  # case -> (changes to the CXI file, the problem the error must name)
     "zero energy": ({"entry_1/instrument_1/source_1/energy": 0.0}, "source energy is 0 J"),
     "energy in eV": ({"entry_1/instrument_1/source_1/energy": 8000.0}, "CXI stores joules"),
     "no distance": ({"entry_1/instrument_1/detector_1/distance": None}, "no detector distance"),
-    "2-D data": ({"entry_1/data_1/data": np.ones((40, 48))}, "must be a 3/4-D real array"),
+    "2-D data": ({"entry_1/data_1/data": np.ones((40, 48))}, "must be a 3/4-D real array, got float64 (40, 48)"),
     "too few positions": ({"entry_1/data_1/translation": np.zeros((30, 3))},
                           "36 diffraction patterns but 30 scan positions"),
     "mask shape": ({"entry_1/instrument_1/detector_1/mask": np.zeros((5, 5))}, "bad-pixel mask is 5x5"),
