@@ -128,6 +128,21 @@ def test_ptychodus_round_trip_recovers_the_simulated_scan(tmp_path, tiny_raw):
     check_round_trip(read_ptychodus(folder / "diffraction.h5", folder / "product-in.h5"), tiny_raw)
 
 
+def test_geometry_goes_through_the_contract_and_is_checked(tmp_path, tiny_raw):
+    from ptycho_lib.contract import canonicalise
+    from ptycho_lib.io import InputError
+
+    raw = read_cxi(write_cxi(tmp_path / "scan.cxi", tiny_raw), ReadOptions(flip_x=True))
+    canonical = canonicalise(raw, "scan.npz", measurement="amplitude")
+    for key in ("wavelength_m", "distance_m", "detector_pixel_size_m", "pixel_size_m", "origin_m"):
+        np.testing.assert_array_equal(canonical[key], raw[key])
+    assert canonical["nphotons"] == raw["nphotons"]  # the reader's measured counts, not a guess
+    with pytest.raises(InputError, match="'pixel_size_m' must be positive"):
+        canonicalise({**raw, "pixel_size_m": np.array([0.0, 1e-8])}, "scan.npz")
+    with pytest.raises(InputError, match="'wavelength_m' must be finite real numbers of shape"):
+        canonicalise({**raw, "wavelength_m": np.array([1e-10, 1e-10])}, "scan.npz")
+
+
 def test_product_file_layout_and_bytes(tmp_path, tiny_raw):
     """What ptychodus's HDF5 product reader needs, in its units, reproducibly."""
     obj = tiny_raw["objectGuess"].astype(np.complex64)
