@@ -4,6 +4,7 @@ geometry), refused with one line when broken, and the ptychodus product written 
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -151,6 +152,7 @@ def test_product_file_layout_and_bytes(tmp_path, tiny_raw):
                             "wavelength_m": 1.5498e-10, "distance_m": DISTANCE}, (1, 2), 2e5,
             {"loss_epochs": np.arange(3), "loss_values": np.array([3.0, 2.0, 1.5])})
     write_product(tmp_path / "a.h5", *args)
+    time.sleep(1.1)  # HDF5 time stamps have a resolution of one second
     write_product(tmp_path / "b.h5", *args)
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
     with h5py.File(tmp_path / "a.h5") as f:
