@@ -4,8 +4,8 @@ Readers turn a CXI file (the interchange format of ptychodus, ptypy, cdtools and
 NeXus NXcxi_ptycho is compatible) or a ptychodus pair (diffraction.h5 + product HDF5)
 into a raw NPZ of the data contract (DESIGN.md section 3): amplitudes cropped to N x N
 around the beam centre with bad pixels zeroed, the probe, positions in object pixels,
-`nphotons`, and the geometry as the optional keys of contract.GEOMETRY. `write_product` writes a
-reconstruction in ptychodus's HDF5 product layout.
+`nphotons`, and the geometry as the optional keys of contract.GEOMETRY.
+`write_product` writes a reconstruction in ptychodus's HDF5 product layout.
 
 Geometry: wavelength = h c / E; object pixel size = wavelength * distance / (N * detector
 pixel); a position of x metres is x / pixel size object pixels, shifted so the scan's
@@ -144,8 +144,10 @@ def read_cxi(path, opts: ReadOptions = ReadOptions()) -> dict:
 
 
 def ptychodus_files(folder) -> tuple[Path, Path]:
-    """(diffraction.h5, product file) of a ptychodus folder."""
+    """(diffraction.h5, product file) of a ptychodus folder (or of the folder holding
+    the diffraction.h5 given)."""
     folder = Path(folder)
+    folder = folder.parent if folder.is_file() else folder
     for name in PTYCHODUS_PRODUCTS:
         if (folder / name).is_file():
             return folder / "diffraction.h5", folder / name
