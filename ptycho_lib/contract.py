@@ -12,6 +12,11 @@ from .io import InputError
 from .neighbours import nearest_neighbours
 
 LAYOUTS = ("auto", "stack_first", "stack_last")
+# optional geometry, carried to the canonical file and the reconstruction when present:
+# key -> shape; the (2,) ones are (y, x). origin_m: metres of object pixel (0, 0), so
+# x metres = origin_m[1] + pixel_size_m[1] * xcoords (see ptycho_lib/formats.py)
+GEOMETRY = {"wavelength_m": (), "distance_m": (), "detector_pixel_size_m": (2,), "pixel_size_m": (2,),
+            "origin_m": (2,)}
 MEASUREMENTS = ("auto", "counts", "amplitude", "intensity")
 
 
@@ -80,6 +85,14 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
             measurement = "counts"  # whole numbers stored as floats
         else:
             measurement = "amplitude"  # the contract's meaning of real-valued patterns
+
+    for k, shape in GEOMETRY.items():
+        if k in raw:
+            a = raw[k]
+            if a.shape != shape or a.dtype.kind not in "uif" or not np.all(np.isfinite(a)):
+                raise InputError(path, f"'{k}' must be finite real numbers of shape {shape}, got {a.dtype} {a.shape}")
+            if k != "origin_m" and not np.all(a > 0):
+                raise InputError(path, f"'{k}' must be positive, got {a}")
 
     if "objectGuess" in raw:
         obj = raw["objectGuess"]
@@ -203,6 +216,7 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
     }
     if "objectGuess" in raw:
         out["objectGuess"] = raw["objectGuess"].astype(np.complex64)
+    out.update({k: raw[k].astype(np.float64) for k in GEOMETRY if k in raw})
     for k in ("probeGuess", "objectGuess", "xcoords", "ycoords"):
         if k in raw and raw[k].dtype != out[k].dtype:
             conversions.append(f"{k} {raw[k].dtype} -> {out[k].dtype}")

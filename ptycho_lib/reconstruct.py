@@ -191,7 +191,7 @@ def _predict(net: PtychoNet, x: torch.Tensor, settings: InferSettings) -> np.nda
 
 
 def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu", num_workers: int = 0,
-                patch_memory: int = PATCH_MEMORY, timings: dict | None = None) -> dict:
+                progress=None, patch_memory: int = PATCH_MEMORY, timings: dict | None = None) -> dict:
     """Object (complex64), stitching weights and the canvas origin for a scan. The
     patterns go through the network cfg.batch_size at a time (0: the device's
     default, see inference_settings), loaded by num_workers processes; the canvas is
@@ -199,7 +199,8 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     window with cfg.pad_eval. The network must suit the scan's pattern size:
     bundle.load_network(n=...) refuses one that does not; it is not modified
     (inference runs a copy, see inference_network). `timings`, when given, receives
-    the seconds spent per step (read, network, align, stitch)."""
+    the seconds spent per step (read, network, align, stitch). `progress`, when given,
+    wraps the iterable of batches (a progress bar)."""
     clock = {"read": 0.0, "network": 0.0, "align": 0.0, "stitch": 0.0}
     t = time.perf_counter()
     # each scan is scaled by its own statistics, as the training scan was
@@ -239,7 +240,7 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     try:
         with torch.inference_mode():
             t = time.perf_counter()
-            for b, patterns in enumerate(loader):
+            for b, patterns in enumerate((progress or iter)(loader)):
                 start, stop = b * batch, b * batch + len(patterns)
                 t1 = time.perf_counter()
                 clock["read"] += t1 - t

@@ -1,19 +1,38 @@
-"""Amplitude | phase figure of a reconstruction."""
+"""Figures a user looks at: amplitude | phase of a reconstruction, and the loss curve."""
 
 from __future__ import annotations
+
+import csv
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.offsetbox import AnchoredText  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
 
 from .metrics import remove_phase_offset  # noqa: E402
 
+UNITS = ((1e-3, "mm"), (1e-6, "µm"), (1e-9, "nm"), (1e-12, "pm"))
 
-def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: int = 120) -> None:
+
+def scale_bar_length(width_m: float) -> tuple[float, str]:
+    """A round length (1, 2 or 5 x 10^k m) near a fifth of `width_m`, and its label."""
+    target = width_m / 5
+    exp = np.floor(np.log10(target))
+    length = max(m for m in (1, 2, 5) if m * 10**exp <= target) * 10**exp
+    unit, name = next(((u, n) for u, n in UNITS if length >= u), UNITS[-1])
+    return float(length), f"{length / unit:.3g} {name}"
+
+
+def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: int = 120,
+           pixel_size: float | None = None, positions: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Amplitude in grey and phase in a cyclic map over the scanned region, with the
-    global phase offset removed and colour bars; written to `path` (PNG)."""
+    global phase offset removed and colour bars; written to `path` (PNG). With the
+    pixel size (m) a scale bar is drawn; with positions (x, y in pixels of `obj`) the
+    scan points are overlaid on the amplitude."""
     crop = remove_phase_offset(obj[region])
     amp, phase = np.abs(crop), np.angle(crop)
     span = float(np.percentile(np.abs(phase), 99.5))
@@ -29,6 +48,17 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
         ax.set_xlabel("x (object pixels)")
         ax.set_ylabel("y (object pixels)")
         fig.colorbar(im, ax=ax, shrink=0.85)
+        if pixel_size:
+            length, text = scale_bar_length(w * pixel_size)
+            ax.add_artist(AnchoredSizeBar(ax.transData, length / pixel_size, text, "lower right", pad=0.4,
+                                          color="white", frameon=False, size_vertical=max(h / 80, 0.5)))
+    if positions is not None:
+        x, y = positions
+        axes[0].plot(x - region[1].start, y - region[0].start, ".", color="tab:orange", ms=2, alpha=0.7)
+        axes[0].set_xlim(-0.5, w - 0.5)
+        axes[0].set_ylim(h - 0.5, -0.5)
+        axes[0].add_artist(AnchoredText(f"{len(x)} scan positions", "upper right", frameon=False,
+                                        prop=dict(color="tab:orange", size=8)))
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)
@@ -59,5 +89,39 @@ def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> Non
     t.set_fontsize(9)
     t.scale(1, 2.2)
     fig.suptitle(title)
+    fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def read_metrics(path) -> dict[str, np.ndarray]:
+    """metrics.csv (epoch, step, lr, train_loss, val_loss) as float columns, blank = NaN."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+
+
+def loss_curve(metrics: dict[str, np.ndarray], title: str, path, dpi: int = 120) -> None:
+    """Training and validation loss per epoch (log scale when all positive), PNG."""
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    epoch = metrics.get("epoch", np.zeros(0)) + 1
+    values = []
+    for key, label in (("train_loss", "training"), ("val_loss", "validation (held-out rows)")):
+        if key in metrics and np.any(np.isfinite(metrics[key])):
+            ok = np.isfinite(metrics[key])
+            ax.plot(epoch[ok], metrics[key][ok], "o-", ms=3, label=label)
+            values.append(metrics[key][ok])
+    if values and all(np.all(v > 0) for v in values):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    if values:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no losses recorded", ha="center", transform=ax.transAxes)
+    ax.set_title(title)
     fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)

@@ -7,7 +7,9 @@ writes results/recon/fly001.npz: the file is named after --test_data, so the com
 above is what the workflow's infer rule runs (--output FILE names it instead). The NPZ
 holds `object` (complex64), `amplitude` and `phase` (float32), the stitching `weight`,
 the positions used on that canvas, the canvas `origin` (row, column of the reference
-object's pixel 0) and a JSON `provenance` string. Every flag: docs/cli.md.
+object's pixel 0), a JSON `provenance` string and the scan's geometry keys
+(`pixel_size_m`, `wavelength_m`, ... when the scan has them). A progress bar over the
+batches goes to stderr unless --quiet. Every flag: docs/cli.md.
 """
 
 import argparse
@@ -21,11 +23,13 @@ from _cli import run  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from ptycho_lib import __version__, config  # noqa: E402
 from ptycho_lib.bundle import load_network  # noqa: E402
+from ptycho_lib.contract import GEOMETRY  # noqa: E402
 from ptycho_lib.data import load_scan  # noqa: E402
-from ptycho_lib.io import sha256_file, write_npz  # noqa: E402
+from ptycho_lib.io import read_npz, sha256_file, write_npz  # noqa: E402
 from ptycho_lib.provenance import record  # noqa: E402
 from ptycho_lib.reconstruct import reconstruct  # noqa: E402
 from ptycho_lib.runtime import pick_accelerator, torch_threads  # noqa: E402
@@ -54,7 +58,10 @@ def main(argv):
     device = pick_accelerator(cfg["execution"].accelerator)
     scan = load_scan(a.test_data, mmap=True)  # patterns read batch by batch from the file
     net, manifest = load_network(a.model_path, n=scan.n, gridsize=a.gridsize)
-    rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers)
+    progress = None if cfg["execution"].quiet else (lambda batches: tqdm(batches, desc="infer", unit="batch"))
+    rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers, progress)
+    # the scan's geometry (pixel size etc., when known) goes with the reconstruction
+    geometry = {k: v for k, v in read_npz(a.test_data, mmap_keys=("diffraction",)).items() if k in GEOMETRY}
     provenance = {
         "model_bundle": a.model_path.name, "model_bundle_sha256": sha256_file(a.model_path),
         "data": a.test_data.name, "data_sha256": sha256_file(a.test_data),
@@ -65,7 +72,7 @@ def main(argv):
         "phase": np.angle(rec["object"]).astype(np.float32), "weight": rec["weight"],
         "xcoords": rec["x"] + rec["origin"][1], "ycoords": rec["y"] + rec["origin"][0],
         "origin": rec["origin"],
-        "provenance": np.array(json.dumps(provenance, sort_keys=True)),
+        "provenance": np.array(json.dumps(provenance, sort_keys=True)), **geometry,
     })
     record(output, "infer", {"model_bundle": a.model_path, "data": a.test_data},
            {**{k: asdict(v) for k, v in cfg.items()}, "gridsize": a.gridsize},

@@ -21,7 +21,8 @@ from ptycho_lib.simulate import simulate
 from test_pipeline import TINY_CONFIG, copy_repo, planned_jobs, snakemake
 
 SCANS = ("a", "b", "c")
-EVERYTHING = {"validate": 3, "transpose": 3, "train": 1, "export": 1, "infer": 3, "render": 3}
+EVERYTHING = {"validate": 3, "transpose": 3, "train": 1, "export": 1, "infer": 3, "render": 3, "product": 3,
+              "loss_curve": 1}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def built(tmp_path_factory):
     (work / "config/config.yaml").write_text(yaml.safe_dump(config))
     raw = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (work / "resources").iterdir()}
     run = stdout(snakemake(work, "--cores", "2"))  # rule all: every listed scan
-    assert planned_jobs(run) == {**EVERYTHING, "all": 1} and run.count("Finished jobid") == 15
+    assert planned_jobs(run) == {**EVERYTHING, "all": 1} and run.count("Finished jobid") == 19
     assert sorted(p.name for p in (work / "results/train").iterdir()) == ["a"]  # trained once
     for name in SCANS:
         assert (work / f"results/recon/{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -72,16 +73,16 @@ def test_one_model_trained_once_reconstructs_every_listed_scan(built):
 
 @pytest.mark.parametrize("change, expected", [
     ("nothing", {}),
-    ("infer setting", {"infer": 3, "render": 3}),
-    ("render setting", {"render": 3}),
-    ("training setting", {"train": 1, "export": 1, "infer": 3, "render": 3}),
-    ("physics module edit", {"train": 1, "export": 1, "infer": 3, "render": 3}),
-    ("stitching module edit", {"infer": 3, "render": 3}),
+    ("infer setting", {"infer": 3, "render": 3, "product": 3}),
+    ("render setting", {"render": 3, "loss_curve": 1}),
+    ("training setting", {"train": 1, "export": 1, "infer": 3, "render": 3, "product": 3, "loss_curve": 1}),
+    ("physics module edit", {"train": 1, "export": 1, "infer": 3, "render": 3, "product": 3, "loss_curve": 1}),
+    ("stitching module edit", {"infer": 3, "render": 3, "product": 3}),
     ("render script edit", {"render": 3}),
     ("touch raw file, same content", {}),  # of scan c, 1.5 MB
-    ("new raw content, scan b", {"validate": 1, "transpose": 1, "infer": 1, "render": 1}),
+    ("new raw content, scan b", {"validate": 1, "transpose": 1, "infer": 1, "render": 1, "product": 1}),
     ("new raw content, training scan a", {"validate": 1, "transpose": 1, "train": 1, "export": 1,
-                                          "infer": 3, "render": 3}),
+                                          "infer": 3, "render": 3, "product": 3, "loss_curve": 1}),
 ])
 def test_only_stale_stages_rerun(built, change, expected, tmp_path):
     undo, args = (lambda: None), []
@@ -149,3 +150,4 @@ def test_report_shows_each_scan_with_its_model(built):
         assert f"{name}.png" in html
         assert f"Scan {name} reconstructed by model a" in html
     assert html.count("metrics.csv") >= 1
+    assert "loss.png" in html and "Loss curve of model a" in html

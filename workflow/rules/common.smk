@@ -15,7 +15,85 @@ wildcard_constraints:
 def dataset_setting(dataset, key):
     """A dataset's own setting, else the default for all datasets."""
     own = (config["datasets"].get(dataset) or {}).get(key)
-    return own if own is not None else config["dataset_defaults"][key]
+    return own if own is not None else config["dataset_defaults"].get(key)
+
+
+RAW = {
+    "npz": "resources/{}.npz",
+    "cxi": "resources/{}.cxi",
+    "ptychodus": "resources/{}",
+}
+PTYCHODUS_PRODUCTS = ["product-in.h5", "product.h5"]
+
+
+def raw_source(dataset):
+    """Where a scan's raw data are: the dataset's `path`, else the first of
+    resources/NAME.npz, resources/NAME.cxi and resources/NAME/ (a ptychodus folder)
+    that exists (resources/NAME.npz when none does: Snakemake then says it is missing).
+    """
+    own = (config["datasets"].get(dataset) or {}).get("path")
+    found = [
+        p.format(dataset) for p in RAW.values() if os.path.exists(p.format(dataset))
+    ]
+    return own or (found + [RAW["npz"].format(dataset)])[0]
+
+
+def raw_format(dataset):
+    """npz, cxi or ptychodus: the dataset's `format`, else from its raw source (a folder
+    is a ptychodus scan, a .npz file an NPZ, any other file a CXI/HDF5 file)."""
+    fmt = dataset_setting(dataset, "format")
+    if fmt and fmt != "auto":
+        return fmt
+    path = raw_source(dataset)
+    if os.path.isdir(path):
+        return "ptychodus"
+    return "npz" if path.lower().endswith(".npz") else "cxi"
+
+
+def raw_files(dataset):
+    """The user's files of a scan (what convert reads): a ptychodus folder's
+    diffraction.h5 and product file, or the one CXI file."""
+    path = raw_source(dataset)
+    if raw_format(dataset) != "ptychodus":
+        return [path]
+    products = [
+        f"{path}/{n}" for n in PTYCHODUS_PRODUCTS if os.path.exists(f"{path}/{n}")
+    ]
+    return [
+        f"{path}/diffraction.h5",
+        (products + [f"{path}/{PTYCHODUS_PRODUCTS[0]}"])[0],
+    ]
+
+
+def contract_input(dataset):
+    """The raw NPZ that validate and transpose read: the user's NPZ, or the one convert
+    made from a CXI file or a ptychodus folder."""
+    if raw_format(dataset) == "npz":
+        return raw_source(dataset)
+    return f"results/imported/{dataset}.npz"
+
+
+def imported(dataset):
+    return raw_format(dataset) != "npz"
+
+
+def convert_flags(dataset):
+    """Reader options of a dataset as convert.py flags."""
+    out = [
+        f"--format {raw_format(dataset)}",
+        f"--measurement {dataset_setting(dataset, 'measurement')}",
+    ]
+    for key in ("flip_x", "flip_y", "transpose_positions"):
+        if dataset_setting(dataset, key):
+            out.append(f"--{key.replace('_', '-')}")
+    center = dataset_setting(dataset, "beam_center")
+    if center:
+        out.append(f"--beam-center {center[0]} {center[1]}")
+    if dataset_setting(dataset, "pattern_size"):
+        out.append(f"--pattern-size {dataset_setting(dataset, 'pattern_size')}")
+    if dataset_setting(dataset, "sha256"):
+        out.append(f"--sha256 {dataset_setting(dataset, 'sha256')}")
+    return " ".join(out)
 
 
 def model_of(dataset):

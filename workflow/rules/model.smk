@@ -13,7 +13,7 @@ rule train:
             "results/train/{model}/metrics.csv",
             caption="../report/training.rst",
             category="Training",
-            labels={"model": "{model}"},
+            labels={"model": "{model}", "file": "metrics.csv"},
         ),
         checkpoints=directory("results/train/{model}/checkpoints"),
     log:
@@ -104,3 +104,26 @@ rule export:
         "../envs/ptycho.yaml"
     shell:
         "python {input.script} {input.ckpt} {output} 2> {log}"
+
+
+rule loss_curve:
+    input:
+        metrics="results/train/{model}/metrics.csv",
+        script="scripts/loss_curve.py",
+        sources=sources("scripts/loss_curve.py"),
+    output:
+        report(
+            "results/train/{model}/loss.png",
+            caption="../report/loss.rst",
+            category="Training",
+            labels={"model": "{model}", "file": "loss curve"},
+        ),
+    log:
+        "logs/loss_curve/{model}.log",
+    conda:
+        "../envs/ptycho.yaml"
+    params:
+        dpi=config["render"]["dpi"],
+    shell:
+        "python {input.script} {input.metrics} {output} --title 'model {wildcards.model}'"
+        " --dpi {params.dpi} 2> {log}"

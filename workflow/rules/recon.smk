@@ -1,4 +1,4 @@
-# Model bundle + canonical scan -> reconstruction NPZ -> PNG.
+# Model bundle + canonical scan -> reconstruction NPZ -> PNG, and a ptychodus product.
 
 
 rule infer:
@@ -66,8 +66,28 @@ rule render:
         title=lambda wc: f"{wc.dataset} - {stage_title(wc.stage, wc.dataset)}",
         model=lambda wc: model_of(wc.dataset),
         dpi=config["render"]["dpi"],
+        positions=bool_flag(config["render"].get("positions", False), "positions"),
     shell:
-        "python {input.script} {input.recon} {output} --title '{params.title}' --dpi {params.dpi} 2> {log}"
+        "python {input.script} {input.recon} {output} --title '{params.title}' --dpi {params.dpi}"
+        " {params.positions} 2> {log}"
+
+
+rule product:
+    input:
+        recon="results/recon/{dataset}.npz",
+        data="results/canonical/{dataset}.npz",
+        metrics=lambda wc: f"results/train/{model_of(wc.dataset)}/metrics.csv",
+        script="scripts/product.py",
+        sources=sources("scripts/product.py"),
+    output:
+        "results/recon/{dataset}.h5",
+    log:
+        "logs/product/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
+    shell:
+        "python {input.script} {input.recon} {input.data} {output} --metrics {input.metrics}"
+        " --name {wildcards.dataset} 2> {log}"
 
 
 rule evaluate:

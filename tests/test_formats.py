@@ -1,0 +1,304 @@
+"""Bring your own data: CXI files and ptychodus folders made here with h5py from the
+simulator's known truth, read back into the data contract (positions, patterns, probe,
+geometry), refused with one line when broken, and the ptychodus product written out."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO
+from ptycho_lib.formats import EV, HC, MARGIN, ReadOptions, read_cxi, read_ptychodus, write_product
+
+PIXEL = 10e-9  # object pixel of the test geometry, m
+ENERGY_EV = 8000.0
+DISTANCE = 2.0  # m
+PAD = (4, 8)  # detector rows / columns added on each side of the N x N patterns
+HOT = [(1, 2), (20, 30), (35, 11)]  # bad pixels (rows, columns of the padded detector)
+
+
+def detector_pixel(n):
+    return HC / (ENERGY_EV * EV) * DISTANCE / (n * PIXEL)
+
+
+def padded_counts(raw):
+    """(M, N + 2*PAD[0], N + 2*PAD[1]) uint16 counts around the patterns, hot pixels set,
+    and the mask that marks them."""
+    counts = np.moveaxis(raw["diff3d"], -1, 0)
+    m, n, _ = counts.shape
+    det = np.zeros((m, n + 2 * PAD[0], n + 2 * PAD[1]), np.uint16)
+    det[:, PAD[0]:PAD[0] + n, PAD[1]:PAD[1] + n] = counts
+    mask = np.zeros(det.shape[1:], np.uint8)
+    for r, c in HOT:
+        det[:, r, c] = 60000
+        mask[r, c] = 1
+    return det, mask
+
+
+def write_cxi(path, raw, flip_x=True, **override):
+    """A CXI file as ptypy/PyNX write it; x translations negated when flip_x (the sign
+    the reader must be told about). override: {cxi path: value} replaces or, with None,
+    deletes an entry."""
+    det, mask = padded_counts(raw)
+    n = raw["probeGuess"].shape[0]
+    x, y = raw["xcoords"] * PIXEL, raw["ycoords"] * PIXEL
+    entries = {
+        "entry_1/data_1/data": det,
+        "entry_1/data_1/translation": np.stack([-x if flip_x else x, y + 3e-6, np.zeros_like(x)], 1),
+        "entry_1/instrument_1/source_1/energy": ENERGY_EV * EV,
+        "entry_1/instrument_1/detector_1/distance": DISTANCE,
+        "entry_1/instrument_1/detector_1/x_pixel_size": detector_pixel(n),
+        "entry_1/instrument_1/detector_1/y_pixel_size": detector_pixel(n),
+        "entry_1/instrument_1/detector_1/mask": mask,
+        "entry_1/instrument_1/source_1/illumination": raw["probeGuess"],
+    }
+    entries.update(override)
+    with h5py.File(path, "w") as f:
+        f.attrs["cxi_version"] = 150
+        for key, value in entries.items():
+            if value is not None:
+                f[key] = value
+    return Path(path)
+
+
+def write_ptychodus(folder, raw):
+    """diffraction.h5 (patterns, bad_pixels) and product-in.h5 (written by our own
+    product writer: the same layout ptychodus reads) for the simulated scan."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    det, mask = padded_counts(raw)
+    with h5py.File(folder / "diffraction.h5", "w") as f:
+        f["patterns"] = det
+        f["bad_pixels"] = mask.astype(bool)
+    n = raw["probeGuess"].shape[0]
+    geometry = {"pixel_size_m": (PIXEL, PIXEL), "origin_m": (-2e-6, 5e-6),
+                "wavelength_m": HC / (ENERGY_EV * EV), "distance_m": DISTANCE}
+    write_product(folder / "product-in.h5", "in", np.ones(raw["objectGuess"].shape, np.complex64),
+                  raw["probeGuess"], raw["xcoords"], raw["ycoords"], np.arange(len(raw["xcoords"])),
+                  geometry, (0, 0), 1e6, {"loss_values": np.zeros(0)})
+    return folder
+
+
+def check_round_trip(out, raw):
+    counts = np.moveaxis(raw["diff3d"], -1, 0).astype(np.float64)
+    n = counts.shape[-1]
+    assert np.abs(out["xcoords"] - raw["xcoords"]).max() < 0.01
+    assert np.abs(out["ycoords"] - raw["ycoords"]).max() < 0.01
+    assert out["xcoords"].min() == pytest.approx(n / 2 + MARGIN)
+    expected = np.sqrt(counts)
+    for r, c in HOT:  # bad pixels inside the crop are zeroed
+        if PAD[0] <= r < PAD[0] + n and PAD[1] <= c < PAD[1] + n:
+            expected[:, r - PAD[0], c - PAD[1]] = 0
+    assert out["diffraction"].shape == expected.shape and out["diffraction"].dtype == np.float32
+    np.testing.assert_allclose(out["diffraction"], expected, rtol=1e-6)
+    np.testing.assert_allclose(out["probeGuess"], raw["probeGuess"], rtol=1e-5)
+    np.testing.assert_allclose(out["pixel_size_m"], [PIXEL, PIXEL], rtol=1e-9)
+    np.testing.assert_allclose(out["detector_pixel_size_m"], [detector_pixel(n)] * 2, rtol=1e-9)
+    assert out["wavelength_m"] == pytest.approx(1.5498e-10, rel=1e-4)  # 8 keV
+    assert out["nphotons"] == pytest.approx(np.mean(np.sum(expected**2, axis=(1, 2))))
+
+
+def test_cxi_round_trip_recovers_the_simulated_scan(tmp_path, tiny_raw):
+    path = write_cxi(tmp_path / "scan.cxi", tiny_raw, flip_x=True)
+    check_round_trip(read_cxi(path, ReadOptions(flip_x=True)), tiny_raw)
+    # the sign convention matters and is not guessed: without the flip, x runs backwards
+    wrong = read_cxi(path)
+    assert np.corrcoef(wrong["xcoords"], tiny_raw["xcoords"])[0, 1] < -0.99
+
+
+def test_cxi_fallback_paths_and_transposed_positions(tmp_path, tiny_raw):
+    x = tiny_raw["xcoords"] * PIXEL
+    y = tiny_raw["ycoords"] * PIXEL
+    det, _ = padded_counts(tiny_raw)
+    path = write_cxi(tmp_path / "scan.cxi", tiny_raw, **{
+        "entry_1/data_1/data": None,  # a raster scan's (rows, columns, H, W) stack
+        "entry_1/instrument_1/detector_1/data": det.reshape(6, 6, *det.shape[1:]),
+        "entry_1/data_1/translation": None,
+        "entry_1/sample_1/geometry_1/translation": np.stack([y, x, 0 * x], 1),  # x and y swapped
+        "entry_1/instrument_1/source_1/illumination": None,
+        "entry_1/instrument_1/source_1/probe": tiny_raw["probeGuess"]})
+    check_round_trip(read_cxi(path, ReadOptions(transpose=True)), tiny_raw)
+
+
+def test_ptychodus_round_trip_recovers_the_simulated_scan(tmp_path, tiny_raw):
+    folder = write_ptychodus(tmp_path / "scan", tiny_raw)
+    check_round_trip(read_ptychodus(folder / "diffraction.h5", folder / "product-in.h5"), tiny_raw)
+
+
+def test_geometry_goes_through_the_contract_and_is_checked(tmp_path, tiny_raw):
+    from ptycho_lib.contract import canonicalise
+    from ptycho_lib.io import InputError
+
+    raw = read_cxi(write_cxi(tmp_path / "scan.cxi", tiny_raw), ReadOptions(flip_x=True))
+    canonical = canonicalise(raw, "scan.npz", measurement="amplitude")
+    for key in ("wavelength_m", "distance_m", "detector_pixel_size_m", "pixel_size_m", "origin_m"):
+        np.testing.assert_array_equal(canonical[key], raw[key])
+    assert canonical["nphotons"] == raw["nphotons"]  # the reader's measured counts, not a guess
+    with pytest.raises(InputError, match="'pixel_size_m' must be positive"):
+        canonicalise({**raw, "pixel_size_m": np.array([0.0, 1e-8])}, "scan.npz")
+    with pytest.raises(InputError, match="'wavelength_m' must be finite real numbers of shape"):
+        canonicalise({**raw, "wavelength_m": np.array([1e-10, 1e-10])}, "scan.npz")
+
+
+def test_product_file_layout_and_bytes(tmp_path, tiny_raw):
+    """What ptychodus's HDF5 product reader needs, in its units, reproducibly."""
+    obj = tiny_raw["objectGuess"].astype(np.complex64)
+    args = ("scan", obj, tiny_raw["probeGuess"], tiny_raw["xcoords"] + 2, tiny_raw["ycoords"] + 1,
+            np.arange(36), {"pixel_size_m": np.array([PIXEL, 2 * PIXEL]), "origin_m": np.array([1e-6, 2e-6]),
+                            "wavelength_m": 1.5498e-10, "distance_m": DISTANCE}, (1, 2), 2e5,
+            {"loss_epochs": np.arange(3), "loss_values": np.array([3.0, 2.0, 1.5])})
+    write_product(tmp_path / "a.h5", *args)
+    time.sleep(1.1)  # HDF5 time stamps have a resolution of one second
+    write_product(tmp_path / "b.h5", *args)
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["object"].shape == (1, *obj.shape) and f["object"].dtype == np.complex64
+        assert f["probe"].shape == (1, 32, 32) and f["probe"].dtype == np.complex64
+        assert f.attrs["probe_energy_eV"] == pytest.approx(8000, rel=1e-3)
+        assert f.attrs["detector_object_distance_m"] == DISTANCE and f.attrs["pixel_size_known"] == 1
+        for key in ("name", "comments", "exposure_time_s", "probe_photon_count"):
+            assert key in f.attrs
+        assert f["object"].attrs["pixel_width_m"] == 2 * PIXEL and f["probe"].attrs["pixel_height_m"] == PIXEL
+        np.testing.assert_allclose(f["probe_position_x_m"][()], 2e-6 + 2 * PIXEL * tiny_raw["xcoords"])
+        np.testing.assert_allclose(f["probe_position_y_m"][()], 1e-6 + PIXEL * tiny_raw["ycoords"])
+        # ptychodus maps pixel (row, column) to centre + pixel * (index - size / 2)
+        h, w = obj.shape
+        assert f["object"].attrs["center_x_m"] == pytest.approx(2e-6 + 2 * PIXEL * (w / 2 - 2))
+        assert list(f["loss_values"][()]) == [3.0, 2.0, 1.5] and f["object_layer_spacing_m"].shape == (0,)
+
+
+def convert(source, out, *flags):
+    return subprocess.run([sys.executable, str(REPO / "scripts/convert.py"), str(source), str(out), *flags],
+                          capture_output=True, text=True, timeout=60)
+
+
+BAD = {  # case -> (changes to the CXI file, the problem the error must name)
+    "no data": ({"entry_1/data_1/data": None}, "no diffraction data: looked for /entry_1/data_1/data"),
+    "zero energy": ({"entry_1/instrument_1/source_1/energy": 0.0}, "source energy is 0 J"),
+    "energy in eV": ({"entry_1/instrument_1/source_1/energy": 8000.0}, "CXI stores joules"),
+    "no distance": ({"entry_1/instrument_1/detector_1/distance": None}, "no detector distance"),
+    "2-D data": ({"entry_1/data_1/data": np.ones((40, 48))}, "must be a 3/4-D real array, got float64 (40, 48)"),
+    "too few positions": ({"entry_1/data_1/translation": np.zeros((30, 3))},
+                          "36 diffraction patterns but 30 scan positions"),
+    "mask shape": ({"entry_1/instrument_1/detector_1/mask": np.zeros((5, 5))}, "bad-pixel mask is 5x5"),
+    "probe too big": ({"entry_1/instrument_1/source_1/illumination": np.ones((64, 64), complex)},
+                      "does not fit the 40x48 detector"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_cxi_fails_with_one_line_and_no_output(tmp_path, tiny_raw, case):
+    change, problem = BAD[case]
+    path = write_cxi(tmp_path / "bad.cxi", tiny_raw, **change)
+    proc = convert(path, tmp_path / "out" / "bad.npz", "--flip-x")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith(f"error: {path}: ") and problem in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_bad_ptychodus_folder_and_non_hdf5_file(tmp_path, tiny_raw):
+    folder = write_ptychodus(tmp_path / "scan", tiny_raw)
+    (folder / "product-in.h5").unlink()
+    proc = convert(folder, tmp_path / "o.npz")
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        f"error: {folder}: no ptychodus product: expected product-in.h5 or product.h5 beside diffraction.h5")
+    junk = tmp_path / "junk.cxi"
+    junk.write_text("not hdf5")
+    proc = convert(junk, tmp_path / "o.npz")
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {junk}: not a readable HDF5 file")
+    assert not (tmp_path / "o.npz").exists()
+
+
+MICRO = {  # one short training: enough to go through every stage
+    "data": {"n_groups": 16},
+    "model": {"width": 8},
+    "train": {"max_epochs": 2, "batch_size": 8},
+    "infer": {"batch_size": 16},
+    "execution": {"threads": 1, "accelerator": "cpu"},
+    # cxiscan's translations have x negated; ptyscan is reconstructed by cxiscan's model
+    "datasets": {"cxiscan": {"flip_x": True}, "ptyscan": {"model": "cxiscan"}},
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    import yaml
+    from ptycho_lib.simulate import simulate
+    from conftest import TINY
+    from test_pipeline import copy_repo, snakemake
+
+    raw = simulate(TINY)
+    work = copy_repo(tmp_path_factory.mktemp("byod"))
+    write_cxi(work / "resources/cxiscan.cxi", raw, flip_x=True)
+    write_ptychodus(work / "resources/ptyscan", raw)
+    (work / "micro.yaml").write_text(yaml.safe_dump(MICRO))
+    targets = [f"results/recon/{d}.{ext}" for d in ("cxiscan", "ptyscan") for ext in ("png", "h5")]
+    snakemake(work, *targets, "results/train/cxiscan/loss.png", "--cores", "2", "--configfile", "micro.yaml")
+    return work, raw
+
+
+@pytest.mark.parametrize("scan", ["cxiscan", "ptyscan"])
+def test_beamline_scan_goes_through_snakemake_to_png_and_product(pipeline, scan):
+    work, raw = pipeline
+    assert (work / f"results/recon/{scan}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (work / f"results/imported/{scan}.npz.prov.json").exists()
+    rec = np.load(work / f"results/recon/{scan}.npz")
+    assert rec["amplitude"].dtype == np.float32 and rec["phase"].dtype == np.float32
+    np.testing.assert_allclose(rec["pixel_size_m"], [PIXEL, PIXEL], rtol=1e-9)
+    with h5py.File(work / f"results/recon/{scan}.h5") as f:
+        h, w = rec["object"].shape
+        assert f["object"].shape == (1, h, w) and f["object"].dtype == np.complex64
+        assert f["probe"].shape == (1, 32, 32) and f["probe"].dtype == np.complex64
+        assert f.attrs["name"] == scan and f.attrs["pixel_size_known"] == 1
+        assert f.attrs["probe_energy_eV"] == pytest.approx(ENERGY_EV, rel=1e-9)
+        assert f.attrs["detector_object_distance_m"] == pytest.approx(DISTANCE)
+        for ds in ("object", "probe"):
+            assert f[ds].attrs["pixel_width_m"] == pytest.approx(PIXEL, rel=1e-9)
+            assert f[ds].attrs["pixel_height_m"] == pytest.approx(PIXEL, rel=1e-9)
+        # positions in metres, in the file's own frame (after the configured flip):
+        # within 0.01 px of the truth
+        x0, y0 = (5e-6, -2e-6) if scan == "ptyscan" else (0.0, 3e-6)
+        assert np.abs(f["probe_position_x_m"][()] - (x0 + PIXEL * raw["xcoords"])).max() < 0.01 * PIXEL
+        assert np.abs(f["probe_position_y_m"][()] - (y0 + PIXEL * raw["ycoords"])).max() < 0.01 * PIXEL
+        assert list(f["probe_position_indexes"][()]) == list(range(36))
+        assert list(f["loss_epochs"][()]) == [0, 1] and np.all(np.isfinite(f["loss_values"][()]))
+        # the object's centre puts every position inside it, where ptychodus expects it
+        cx = (f["probe_position_x_m"][()] - f["object"].attrs["center_x_m"]) / PIXEL + w / 2
+        np.testing.assert_allclose(cx, rec["xcoords"], atol=1e-6)
+
+
+def test_loss_curve_and_report_figures(pipeline):
+    work, _ = pipeline
+    assert (work / "results/train/cxiscan/loss.png").read_bytes()[:4] == b"\x89PNG"
+    # the same scan rendered without a pixel size (no scale bar) gives another image
+    from ptycho_lib.io import read_npz
+    from ptycho_lib.render import render
+    from ptycho_lib.stitch import scanned_region
+
+    rec = read_npz(work / "results/recon/cxiscan.npz")
+    region = scanned_region(rec["xcoords"], rec["ycoords"])
+    render(rec["object"], region, "cxiscan - PINN (model cxiscan)", work / "plain.png")
+    assert (work / "plain.png").read_bytes() != (work / "results/recon/cxiscan.png").read_bytes()
+
+
+def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):
+    """A scan without geometry: 1 m stands for one object pixel, and the file says so."""
+    from ptycho_lib.contract import canonicalise
+    from ptycho_lib.io import write_npz
+    import product
+
+    canonical = canonicalise(tiny_raw, "tiny.npz")
+    write_npz(tmp_path / "canonical.npz", canonical)
+    x, y = canonical["xcoords"] + 1, canonical["ycoords"] + 2
+    write_npz(tmp_path / "recon.npz", {"object": canonical["objectGuess"], "xcoords": x, "ycoords": y,
+                                       "origin": np.array([2.0, 1.0])})
+    product.main([str(tmp_path / "recon.npz"), str(tmp_path / "canonical.npz"), str(tmp_path / "p.h5")])
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert f.attrs["pixel_size_known"] == 0 and f["object"].attrs["pixel_width_m"] == 1.0
+        assert "unknown" in f.attrs["comments"] and f["loss_values"].shape == (0,)
+        np.testing.assert_allclose(f["probe_position_x_m"][()], canonical["xcoords"])
