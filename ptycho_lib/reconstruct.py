@@ -229,7 +229,7 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     by_later = np.argsort(np.maximum(rank[pairs[:, 0]], rank[pairs[:, 1]]), kind="stable")
     later = np.maximum(rank[pairs[:, 0]], rank[pairs[:, 1]])[by_later]
     ring_size = min(m, _pair_gap(order, pairs) + batch)
-    ring = np.empty((ring_size, n, n), np.complex64) if align else None
+    ring = np.empty((ring_size, 2 * n, 2 * n), np.complex64) if align else None
     overlaps = np.empty(len(pairs), np.complex128)
     clock["align"] += time.perf_counter() - t
 
@@ -249,7 +249,7 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
                 t2 = time.perf_counter()
                 clock["network"] += t2 - t1
                 if align:
-                    ring[np.arange(start, stop) % ring_size] = weighted_spectra(patches, stitcher.weight)
+                    ring[np.arange(start, stop) % ring_size] = weighted_spectra(patches, stitcher.weight, padded=True)
                     lo, hi = np.searchsorted(later, [start, stop])
                     for s in range(lo, hi, PAIR_CHUNK):
                         sel = by_later[s:min(s + PAIR_CHUNK, hi)]

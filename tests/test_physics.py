@@ -179,3 +179,27 @@ def test_group_phase_offsets_without_alignment_are_averaged_away():
     centre = (slice(None), slice(None), slice(10, 22), slice(10, 22))
     assert float(plain[centre].abs().mean()) < 0.5
     assert torch.allclose(aligned[centre].abs(), torch.ones_like(aligned[centre].abs()), atol=1e-6)
+
+
+@pytest.mark.parametrize("spread", [0.3, np.pi])
+def test_patches_with_any_global_phases_stitch_back_to_the_object(spread):
+    """Each patch of a known object gets its own global phase, up to the whole circle
+    (a network's patches carry arbitrary ones): aligning them from their overlaps and
+    stitching gives the object back, up to one global phase."""
+    from ptycho_lib.stitch import phase_offsets
+
+    rng = np.random.default_rng(4)
+    h = w = 96
+    yy, xx = np.mgrid[:h, :w]
+    obj = (0.8 + 0.2 * np.cos(xx / 5.0)) * np.exp(1j * (0.8 * np.sin(yy / 7.0) + 0.5 * np.cos(xx / 9.0)))
+    gy, gx = np.mgrid[24:73:6, 24:73:6]
+    y, x = gy.ravel().astype(float), gx.ravel().astype(float)
+    patches = np.stack([obj[int(a) - N // 2:int(a) + N // 2, int(b) - N // 2:int(b) + N // 2] for a, b in zip(y, x)])
+    patches = patches * np.exp(1j * rng.uniform(-spread, spread, len(y)))[:, None, None]
+    probe = probe_from_pupil(pupil(N), N)
+    s = Stitcher((h, w), probe)
+    s.add(patches * np.exp(1j * phase_offsets(patches, y, x, s.weight))[:, None, None], y, x)
+    out, _ = s.result()
+    inner = (slice(28, 68), slice(28, 68))
+    got = out[inner] * np.exp(-1j * np.angle(np.vdot(obj[inner], out[inner])))
+    assert np.abs(got - obj[inner]).max() < 1e-3
