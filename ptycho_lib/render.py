@@ -29,10 +29,10 @@ def scale_bar_length(width_m: float) -> tuple[float, str]:
 
 def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: int = 120,
            pixel_size: float | None = None, positions: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-    """Amplitude in grey and phase in a cyclic map over the scanned region, with the
-    global phase offset removed and colour bars; written to `path` (PNG). With the
-    pixel size (m) a scale bar is drawn; with positions (x, y in pixels of `obj`) the
-    scan points are overlaid on the amplitude."""
+    """Amplitude in grey and phase (a diverging map; a cyclic one when it wraps) over
+    the scanned region, with the global phase offset removed and colour bars; written
+    to `path` (PNG). With the pixel size (m) a scale bar is drawn; with positions (x, y
+    in pixels of `obj`) the scan points are overlaid on the amplitude."""
     crop = remove_phase_offset(obj[region])
     amp, phase = np.abs(crop), np.angle(crop)
     span = float(np.percentile(np.abs(phase), 99.5))
@@ -41,7 +41,9 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6 * h / w + 0.8), constrained_layout=True)
     for ax, img, kw, label in (
         (axes[0], amp, dict(cmap="gray"), "amplitude"),
-        (axes[1], phase, dict(cmap="twilight", vmin=-lim, vmax=lim), "phase (rad)"),
+        # a cyclic map only for a full cycle: on a partial range its two light ends
+        # would make +lim and -lim look alike
+        (axes[1], phase, dict(cmap="twilight" if lim == np.pi else "RdBu_r", vmin=-lim, vmax=lim), "phase (rad)"),
     ):
         im = ax.imshow(img, interpolation="nearest", **kw)
         ax.set_title(label)
