@@ -97,7 +97,7 @@ def main():
     p.add_argument("--doses", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7])
     p.add_argument("--steps", type=float, nargs="+", default=[8.0, 14.0],
                    help="scan steps in px (8: ~70 %% linear overlap, 14: ~48 %%)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
     p.add_argument("--iterations", type=int, default=100, help="ePIE passes for the baseline")
     p.add_argument("--refine-iterations", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")

@@ -54,7 +54,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    max_epochs: int = opt(20, "--max_epochs", "training epochs", min=1)
+    max_epochs: int = opt(60, "--max_epochs", "training epochs", min=1)
     batch_size: int = opt(16, "--batch_size", "groups per forward pass", min=1)
     accumulate_grad_batches: int = opt(1, "--accumulate-grad-batches",
                                        "batches whose gradients are summed per optimiser step", min=1)
@@ -72,7 +72,7 @@ class TrainConfig:
                                    "stop after this many epochs without improvement of the monitor (0 = off)", min=0)
     logger: str = opt("csv", "--logger", "experiment logger writing under OUTPUT_DIR/logs/ "
                       "(metrics.csv is written in every case)", choices=("csv", "tensorboard", "mlflow", "none"))
-    scheduler: str = opt("none", "--scheduler", "learning-rate schedule, stepped once per epoch",
+    scheduler: str = opt("cosine", "--scheduler", "learning-rate schedule, stepped once per epoch",
                          choices=("none", "step", "plateau", "cosine"))
     scheduler_step_size: int = opt(10, "--scheduler-step-size", "step: epochs between learning-rate cuts", min=1)
     scheduler_gamma: float = opt(0.5, "--scheduler-gamma", "step, plateau: factor applied at each cut",
