@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ptycho_lib.bundle import export_checkpoint, load_network  # noqa: E402
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig  # noqa: E402
 from ptycho_lib.contract import canonicalise  # noqa: E402
-from ptycho_lib.data import Scan  # noqa: E402
+from ptycho_lib.data import scan_from  # noqa: E402
 from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
 from ptycho_lib.metrics import compare  # noqa: E402
 from ptycho_lib.physics import scale_probe  # noqa: E402
@@ -39,8 +39,7 @@ from ptycho_lib.training import train  # noqa: E402
 
 def run_case(spec: ScanSpec, epochs: int, iterations: int, refine_iterations: int, work: Path) -> dict:
     c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
-    scan = Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]),
-                c["objectGuess"])
+    scan = scan_from(c)
     region = scanned_region(scan.x, scan.y)
     probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
     row = {}

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scans  # noqa: E402
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig  # noqa: E402
 from ptycho_lib.contract import canonicalise  # noqa: E402
-from ptycho_lib.data import Scan, split_rows  # noqa: E402
+from ptycho_lib.data import Scan, scan_from, split_rows  # noqa: E402
 from ptycho_lib.io import read_npz  # noqa: E402
 from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
 from ptycho_lib.metrics import compare  # noqa: E402
@@ -101,7 +101,7 @@ def main():
     info = scans.machine("cpu")
     scans.print_machine(info)
     c = canonicalise(read_npz(a.raw), a.raw)
-    scan = Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]), c["objectGuess"])
+    scan = scan_from(c)
     region = scanned_region(scan.x, scan.y)
 
     epie = None

@@ -41,8 +41,14 @@ def load_scan(path, mmap: bool = False) -> Scan:
     missing = [k for k in CANONICAL_KEYS if k not in raw]
     if missing:
         raise InputError(path, f"not a canonical file (missing {', '.join(missing)}); run transpose first")
-    return Scan(raw["diffraction"], raw["probeGuess"], raw["xcoords"], raw["ycoords"],
-                float(raw["nphotons"]), raw.get("objectGuess"))
+    return scan_from(raw)
+
+
+def scan_from(canonical: dict) -> Scan:
+    """A Scan from the arrays of a canonical file (contract.canonicalise's output)."""
+    c = canonical
+    return Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]),
+                c.get("objectGuess"))
 
 
 def input_scale(amplitude: np.ndarray, chunk: int = 1024) -> float:

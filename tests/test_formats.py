@@ -74,7 +74,6 @@ def write_ptychodus(folder, raw):
     with h5py.File(folder / "diffraction.h5", "w") as f:
         f["patterns"] = det
         f["bad_pixels"] = mask.astype(bool)
-    n = raw["probeGuess"].shape[0]
     geometry = {"pixel_size_m": (PIXEL, PIXEL), "origin_m": (-2e-6, 5e-6),
                 "wavelength_m": HC / (ENERGY_EV * EV), "distance_m": DISTANCE}
     write_product(folder / "product-in.h5", "in", np.ones(raw["objectGuess"].shape, np.complex64),
