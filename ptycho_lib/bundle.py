@@ -58,8 +58,8 @@ def export_checkpoint(checkpoint, path) -> str:
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     hp = dict(ckpt["hyper_parameters"])
     manifest = {
-        "architecture": {"name": "PtychoNet", "n": hp["n"], "width": hp["width"], "norm": hp["norm"],
-                         "input_transform": hp["input_transform"]},
+        "architecture": PtychoNet(hp["n"], hp["width"], hp["norm"], hp["input_transform"],
+                                  hp.get("estimate_iterations", 0), hp.get("skips", False)).architecture(),
         "gridsize": hp["gridsize"],
         "loss": hp["loss"],
         "input_scale": hp["input_scale"],
@@ -148,9 +148,12 @@ def load_network(path, n: int | None = None, gridsize: int | None = None) -> tup
     With n or gridsize, a bundle made for other data or settings is refused."""
     manifest, weights = read_bundle(path)
     check_compatible(path, manifest, n, gridsize)
-    arch = dict(manifest.get("architecture", {}))
-    if arch.pop("name", None) != "PtychoNet":
-        raise InputError(path, f"unknown architecture {manifest.get('architecture')!r}")
+    arch = manifest.get("architecture")
+    if not isinstance(arch, dict) or arch.get("name") != "PtychoNet":
+        raise InputError(path, f"unknown architecture {arch!r}")
+    # bundles written before the estimate input and the skips existed hold the plain network
+    arch = {"estimate_iterations": 0, "skips": False, **arch}
+    del arch["name"]
     try:
         net = PtychoNet(**arch)
         prefix = "net."

@@ -43,19 +43,23 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    width: int = opt(32, "--width", "channels of the first encoder level (doubled twice further down)", min=4)
+    width: int = opt(16, "--width", "channels of the first encoder level (doubled twice further down)", min=4)
     loss: str = opt("poisson", "--loss", "training loss", choices=("poisson", "mae"))
     norm: str = opt("batch", "--norm", "normalisation after each convolution", choices=("batch", "none"))
     input_transform: str = opt("sqrt", "--input-transform", "applied to the scaled amplitudes the network sees",
                                choices=("sqrt", "none"))
     align_phase: bool = opt(True, "--align-phase", "bring group members to one common global phase "
                             "before the overlap constraint")
+    estimate_iterations: int = opt(10, "--estimate-iterations", "iterations of the per-pattern object estimate "
+                                   "the network sees beside the pattern (0 = the pattern alone)", min=0)
+    skips: bool = opt(True, "--skips", "join each decoder level with the encoder's features of the same size "
+                      "(U-Net)")
 
 
 @dataclass
 class TrainConfig:
-    max_epochs: int = opt(60, "--max_epochs", "training epochs", min=1)
-    batch_size: int = opt(16, "--batch_size", "groups per forward pass", min=1)
+    max_epochs: int = opt(30, "--max_epochs", "training epochs", min=1)
+    batch_size: int = opt(8, "--batch_size", "groups per forward pass", min=1)
     accumulate_grad_batches: int = opt(1, "--accumulate-grad-batches",
                                        "batches whose gradients are summed per optimiser step", min=1)
     learning_rate: float = opt(1e-3, "--learning-rate", "Adam learning rate", above=0.0)
@@ -81,6 +85,9 @@ class TrainConfig:
                                   "plateau: epochs without improvement of the monitor before a cut", min=0)
     scheduler_min_lr: float = opt(0.0, "--scheduler-min-lr", "plateau, cosine: lowest learning rate", min=0.0)
     scheduler_t_max: int = opt(0, "--scheduler-t-max", "cosine: epochs of the half cosine (0 = --max_epochs)", min=0)
+    precision: str = opt("auto", "--precision", "arithmetic of the network while training: bf16 (mixed: bfloat16 "
+                         "convolutions, float32 weights and physics), fp32, or auto (bf16 where the hardware computes "
+                         "it natively: CUDA with bf16, or a CPU with AVX512-BF16 or AMX)", choices=("auto", "fp32", "bf16"))
 
 
 @dataclass

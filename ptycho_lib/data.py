@@ -91,24 +91,32 @@ def make_groups(pos: np.ndarray, gridsize: int, neighbours: int, n_groups: int, 
 
 
 class GroupDataset(Dataset):
-    """Items: (scaled amplitudes (C, N, N), counts (C, N, N), offsets (C, 2) from the
-    group centre in pixels)."""
+    """Items: (network inputs (C, K, N, N), counts (C, N, N), offsets (C, 2) from the
+    group centre in pixels). The inputs of every pattern are made once, by `prepare`
+    (the network's `inputs`, given the scaled amplitudes), before training starts."""
 
-    def __init__(self, scan: Scan, indices: np.ndarray, groups: np.ndarray, scale: float):
-        self.amp = torch.from_numpy(np.ascontiguousarray(scan.amplitude[indices]))
+    def __init__(self, scan: Scan, indices: np.ndarray, groups: np.ndarray, scale: float, prepare=None,
+                 chunk: int = 256):
+        amp = torch.from_numpy(np.ascontiguousarray(scan.amplitude[indices]))
+        self.counts = amp.square()
         self.pos = torch.from_numpy(scan.positions[indices])
         self.groups = torch.from_numpy(groups)
-        self.scale = scale
+        with torch.no_grad():
+            self.inputs = torch.cat([(prepare or _plain)(amp[s:s + chunk] * scale) for s in range(0, len(amp), chunk)])
 
     def __len__(self):
         return len(self.groups)
 
     def patterns(self) -> torch.Tensor:
-        """Every pattern of the set once, scaled as the network sees it."""
-        return self.amp * self.scale
+        """The network inputs of every pattern of the set, once."""
+        return self.inputs
 
     def __getitem__(self, i):
         g = self.groups[i]
-        amp = self.amp[g]
         pos = self.pos[g]
-        return amp * self.scale, amp.square(), (pos - pos.mean(0)).float()
+        return self.inputs[g], self.counts[g], (pos - pos.mean(0)).float()
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    """The scaled amplitudes as one input channel."""
+    return x[:, None]

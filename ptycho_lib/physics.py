@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def scale_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
@@ -30,6 +29,24 @@ def predicted_counts(probe: torch.Tensor, patches: torch.Tensor) -> torch.Tensor
     return far_field(probe * patches).abs().square()
 
 
+def single_pattern_estimate(amplitude: torch.Tensor, probe: torch.Tensor, iterations: int) -> torch.Tensor:
+    """A first guess of each pattern's object patch from that pattern alone: error
+    reduction with the known probe, starting from a flat object. Each iteration
+    replaces the modulus of FFT(P O) by the measured amplitude, keeps its phase and
+    takes the ePIE object step back. amplitude (B, N, N) and probe (N, N) on one scale
+    (|FFT(P)|^2 summing to the patterns' energy). It settles within a few iterations
+    on an estimate whose fine detail and amplitude are close to the truth but whose
+    large-scale phase is not; the network learns the rest (PtychoNet)."""
+    measured = torch.fft.ifftshift(amplitude, dim=(-2, -1))
+    step = probe.conj() / probe.abs().square().max().clamp_min(1e-30)
+    obj = torch.ones(amplitude.shape, dtype=torch.complex64, device=amplitude.device)
+    for _ in range(iterations):
+        exit_wave = probe * obj
+        far = torch.fft.fft2(exit_wave, norm="ortho")
+        obj = obj + step * (torch.fft.ifft2(measured * torch.sgn(far), norm="ortho") - exit_wave)
+    return obj
+
+
 def poisson_nll(lam: torch.Tensor, counts: torch.Tensor, nphotons: float) -> torch.Tensor:
     """Poisson negative log-likelihood of the counts per pattern, minus that of the
     saturated model (so a perfect fit scores 0), divided by the photons per pattern so
@@ -44,18 +61,14 @@ def amplitude_mae(lam: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return (lam.clamp_min(0).sqrt() - counts.sqrt()).abs().mean(dim=(-2, -1))
 
 
-def translate(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Bilinear sub-pixel translation of complex images (B, H, W) by shifts (B, 2):
-    out(r) = in(r - shift); zero outside. Differentiable in the images."""
-    b, h, w = images.shape
-    ys = torch.arange(h, dtype=shifts.dtype, device=images.device)
-    xs = torch.arange(w, dtype=shifts.dtype, device=images.device)
-    gy = (ys[None, :, None] - shifts[:, 0, None, None]) * (2 / (h - 1)) - 1
-    gx = (xs[None, None, :] - shifts[:, 1, None, None]) * (2 / (w - 1)) - 1
-    grid = torch.stack([gx.expand(b, h, w), gy.expand(b, h, w)], dim=-1)
-    ri = torch.view_as_real(images).permute(0, 3, 1, 2)  # (B, 2, H, W)
-    out = F.grid_sample(ri, grid.to(ri.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
-    return torch.view_as_complex(out.permute(0, 2, 3, 1).contiguous())
+def _shift_ramps(offsets: torch.Tensor, s: int, dtype) -> torch.Tensor:
+    """exp(-2 pi i q . d) on an s x s frequency grid for shifts d (..., 2): multiplying a
+    spectrum by it moves the image by d."""
+    q = torch.fft.fftfreq(s, dtype=torch.float64, device=offsets.device)
+    d = offsets.to(torch.float64)
+    ey = torch.exp(-2j * math.pi * d[..., 0, None] * q)
+    ex = torch.exp(-2j * math.pi * d[..., 1, None] * q)
+    return (ey[..., :, None] * ex[..., None, :]).to(dtype)
 
 
 def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: torch.Tensor,
@@ -63,9 +76,16 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     """Make the C patches of each group agree on the object they share.
 
     patches (B, C, N, N) complex, offsets (B, C, 2) = each member's position minus the
-    group centre (pixels), weight (N, N) real >= 0 (|P|^2). The patches are placed on
-    a shared canvas at their offsets, averaged with the weights, and the C windows are
-    cut back out.
+    group centre (pixels), weight (N, N) real >= 0 (|P|^2). Each member's window
+    becomes the weighted average of every member's view of it: sum_j w O_j moved by
+    d_j - d_i, over sum_j w moved the same way. The moves are exact Fourier shifts
+    (a bilinear one blurs by an amount that depends on each group's sub-pixel offsets,
+    which the network cannot know: measured on fly001, amplitude SSIM 0.67 with
+    Fourier shifts where bilinear ones gave 0.63 after the same training). The sum
+    over members is made once, in Fourier space, on a zero-padded grid; numerator and
+    denominator are each moved into every member's frame before dividing, so the
+    division never amplifies a shift's ringing. Where the summed weight is small
+    (window corners) a member keeps its own prediction.
 
     A pattern says nothing about its patch's global phase, so the network cannot know
     it; with `align_phase` the members are first rotated to one common global phase,
@@ -74,28 +94,29 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     b, c, n, _ = patches.shape
     if c == 1:
         return patches
-    pad = int(math.ceil(float(offsets.abs().max()))) + 1
-    s = n + 2 * pad
-    flat_off = offsets.reshape(b * c, 2)
+    # zero padding by the largest offset keeps every member's content from wrapping
+    # into another's window; rounded up to a quarter window, so that the padded size
+    # (on which a shift's ringing depends) is the same for every batch of a scan
+    quarter = max(n // 4, 1)
+    s = n + 2 * quarter * max(1, int(math.ceil(float(offsets.abs().max()) / quarter)))
     w = weight.to(patches.real.dtype)
-
-    def placed(img):  # (B, C, N, N) -> each member placed on the canvas (B, C, S, S)
-        big = torch.view_as_real(img.reshape(b * c, n, n)).permute(0, 3, 1, 2)
-        big = torch.view_as_complex(F.pad(big, (pad,) * 4).permute(0, 2, 3, 1).contiguous())
-        return translate(big, flat_off).reshape(b, c, s, s)
-
-    members = placed(patches * w)
+    ramps = _shift_ramps(offsets, s, patches.dtype)  # (B, C, S, S): move by d_j
+    members = torch.fft.fft2(patches * w, s=(s, s)) * ramps  # each weighted patch at its offset
     if align_phase:
-        # pairwise overlaps H_ij = <A_i, A_j> ~ |.| exp(i(phi_j - phi_i)); the leading
-        # eigenvector v of H has arg(v_i) = -phi_i, so multiplying by v_i / |v_i| gives
-        # every member the same global phase (spectral synchronisation)
+        # pairwise overlaps H_ij = <A_i, A_j> ~ |.| exp(i(phi_j - phi_i)) (Parseval: in
+        # Fourier space as well); the leading eigenvector v of H has arg(v_i) = -phi_i,
+        # so multiplying by v_i / |v_i| gives every member the same global phase
         with torch.no_grad():
             flat = members.reshape(b, c, s * s)
             h = flat.conj() @ flat.transpose(1, 2)
             v = torch.linalg.eigh(h)[1][..., -1]
             v = v * (v.sum(-1, keepdim=True).conj() / v.sum(-1, keepdim=True).abs().clamp_min(1e-12))
-            rot = v / v.abs().clamp_min(1e-12)  # gauge: consistent members stay as they are
-        members = members * rot[..., None, None]
-    den = placed(w.to(patches.dtype).expand(b, c, n, n)).sum(1).real + 1e-6 * float(weight.max())
-    canvas = (members.sum(1) / den)[:, None].expand(b, c, s, s).reshape(b * c, s, s)
-    return translate(canvas, -flat_off)[:, pad:pad + n, pad:pad + n].reshape(b, c, n, n)
+            rot = (v / v.abs().clamp_min(1e-12))[..., None, None]  # gauge: consistent members stay as they are
+        members, patches = members * rot, patches * rot
+    back = ramps.conj()  # move by -d_i: into each member's own frame
+    num = torch.fft.ifft2(members.sum(1, keepdim=True) * back)[..., :n, :n]
+    with torch.no_grad():
+        wsum = torch.fft.fft2(w.to(patches.dtype), s=(s, s)) * ramps.sum(1, keepdim=True)
+        den = torch.fft.ifft2(wsum * back).real[..., :n, :n].clamp_min(0)
+    floor = 1e-2 * float(weight.max())  # below this summed weight a member's own value dominates
+    return (num + floor * patches) / (den + floor)

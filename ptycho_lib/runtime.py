@@ -39,6 +39,30 @@ def pick_accelerator(requested: str, devices: int = 1) -> str:
     return requested
 
 
+def native_bf16(accelerator: str) -> bool:
+    """Whether the device computes bfloat16 natively: a CUDA device that says so, or an
+    x86 CPU with AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than fp32)."""
+    if accelerator == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if accelerator != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, accelerator: str) -> bool:
+    """Train in bf16 mixed precision? 'auto' decides by the hardware (and says so)."""
+    if precision != "auto":
+        return precision == "bf16"
+    native = native_bf16(accelerator)
+    log.info("--precision auto: %s (%s bf16 on this %s)", "bf16" if native else "32",
+             "native" if native else "no native", accelerator)
+    return native
+
+
 def torch_threads(execution: ExecConfig, processes: int = 1) -> int:
     """Intra-op threads per process: the job's cores less those the loader workers
     occupy, shared by the training processes (several for DDP on the CPU)."""

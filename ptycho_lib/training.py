@@ -20,23 +20,22 @@ from .physics import scale_probe
 from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
 
 
-def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int):
-    """Training and validation GroupDatasets; validation is a second scan when given,
-    else a held-out band of rows of the training scan."""
-    scale = input_scale(scan.amplitude)
+def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int, scale: float, prepare=None):
+    """Training and validation GroupDatasets (inputs made by `prepare`); validation is
+    a second scan when given, else a held-out band of rows of the training scan."""
     if val_scan is None:
         tr, va = split_rows(scan.y, data.val_fraction)
         val_scan = scan
     else:
         tr, va = split_rows(scan.y, 0.0)[0], split_rows(val_scan.y, 0.0)[0]
     train_groups = make_groups(scan.positions[tr], data.gridsize, data.neighbours, data.n_groups, seed)
-    sets = [GroupDataset(scan, tr, train_groups, scale)]
+    sets = [GroupDataset(scan, tr, train_groups, scale, prepare)]
     if len(va) >= data.gridsize**2:
         val_groups = make_groups(val_scan.positions[va], data.gridsize, data.neighbours, 0, seed + 1)
-        sets.append(GroupDataset(val_scan, va, val_groups, scale))
+        sets.append(GroupDataset(val_scan, va, val_groups, scale, prepare))
     else:
         sets.append(None)
-    return sets[0], sets[1], scale
+    return sets[0], sets[1]
 
 
 class PreciseBatchNorm(Callback):
@@ -64,7 +63,7 @@ class PreciseBatchNorm(Callback):
         module.train()
         with torch.no_grad():
             for s in range(0, len(self.patterns), self.batch_size):
-                module.net(self.patterns[s:s + self.batch_size].to(module.device))
+                module.net.from_inputs(self.patterns[s:s + self.batch_size].to(module.device))
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         module.train(training)
@@ -105,19 +104,21 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
     `callbacks` are added to the Trainer's (a benchmark scores the network each epoch)."""
     out_dir = Path(out_dir)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
-    train_set, val_set, scale = build_datasets(scan, val_scan, data, train_cfg.seed)
-    if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
-        raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "
-                         "--test_data_file, or monitor train_loss")
     accelerator = runtime.pick_accelerator(execution.accelerator, execution.devices)
     torch.set_num_threads(runtime.torch_threads(execution, execution.devices if accelerator == "cpu" else 1))
-    logging.getLogger(__name__).info("training on %s x%d: %d groups of %d, validation %s",
-                                     accelerator, execution.devices, len(train_set), data.gridsize**2,
-                                     len(val_set) if val_set else "none")
+    scale = input_scale(scan.amplitude)
     probe = torch.from_numpy(scale_probe(scan.probe.astype("complex128"), scan.nphotons))
     module = PINN(probe, scan.nphotons, scale, scan.n, model.width, data.gridsize, model.loss,
                   train_cfg.learning_rate, data_sha256, model.norm, model.input_transform, model.align_phase,
-                  schedule(train_cfg))
+                  schedule(train_cfg), model.estimate_iterations, model.skips,
+                  runtime.use_bf16(train_cfg.precision, accelerator))
+    train_set, val_set = build_datasets(scan, val_scan, data, train_cfg.seed, scale, module.net.inputs)
+    if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
+        raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "
+                         "--test_data_file, or monitor train_loss")
+    logging.getLogger(__name__).info("training on %s x%d: %d groups of %d, validation %s",
+                                     accelerator, execution.devices, len(train_set), data.gridsize**2,
+                                     len(val_set) if val_set else "none")
     train_loader, val_loader = make_loaders(train_set, val_set, train_cfg, execution)
     # write to a scratch directory; only a finished run's files reach out_dir. A run
     # killed earlier with the same data and settings resumes from its last checkpoint

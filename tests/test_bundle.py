@@ -27,7 +27,7 @@ def bundle(tmp_path):
     probe = torch.ones(32, 32, dtype=torch.complex64)
     module = PINN(probe, 1e5, 0.5, n=32, width=8, gridsize=2)
     path = tmp_path / "wts.h5.zip"
-    write_bundle(path, module.state_dict(), {"architecture": {"name": "PtychoNet", "n": 32, "width": 8},
+    write_bundle(path, module.state_dict(), {"architecture": module.net.architecture(),
                                              "gridsize": 2})
     return path, module
 

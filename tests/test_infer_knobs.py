@@ -23,7 +23,7 @@ def setup(tmp_path_factory):
     module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, n=32, width=8, gridsize=1)
     torch.nn.init.normal_(module.net.head.weight, std=0.05)  # patches that vary with the pattern
     bundle = tmp / "wts.h5.zip"
-    write_bundle(bundle, module.state_dict(), {"architecture": {"name": "PtychoNet", "n": 32, "width": 8}})
+    write_bundle(bundle, module.state_dict(), {"architecture": module.net.architecture()})
     return data, bundle
 
 

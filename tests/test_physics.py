@@ -46,14 +46,17 @@ def test_poisson_loss_is_smallest_at_the_true_object(probe):
 
 
 @pytest.mark.parametrize("shift", [(2.0, -3.0), (-1.25, 0.5), (0.75, 2.5)])
-def test_translate_moves_content_by_the_shift(shift):
-    img = torch.zeros(1, N, N, dtype=torch.complex64)
-    img[0, 10, 12] = 1 + 1j
-    out = physics.translate(img, torch.tensor([shift]))
+def test_shift_ramps_move_content_by_the_shift(shift):
+    """A smooth (well-sampled) spot moved by a sub-pixel shift is the same spot drawn
+    at the new place: no blur, whatever the fraction of a pixel."""
     ys, xs = np.mgrid[:N, :N]
-    w = out[0].abs().numpy()
-    centroid = (float((ys * w).sum() / w.sum()), float((xs * w).sum() / w.sum()))
-    assert centroid == pytest.approx((10 + shift[0], 12 + shift[1]), abs=1e-4)
+
+    def spot(cy, cx):
+        return np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * 2.0**2)) * (1 + 1j)
+
+    ramp = physics._shift_ramps(torch.tensor(shift), N, torch.complex128)
+    out = torch.fft.ifft2(torch.fft.fft2(torch.from_numpy(spot(14, 16))) * ramp).numpy()
+    np.testing.assert_allclose(out, spot(14 + shift[0], 16 + shift[1]), atol=1e-6)
 
 
 @pytest.mark.parametrize("offset", [(3.0, 5.0), (-4.5, 2.25), (1.5, -6.0)])
@@ -64,14 +67,15 @@ def test_overlap_constraint_makes_neighbours_agree(offset):
     d = np.array(offset)
     offsets = torch.from_numpy(np.stack([-d / 2, d / 2])[None])  # (1, 2, 2)
     weight = torch.ones(N, N, dtype=torch.float64)
-    a = torch.ones(1, 1, N, N, dtype=torch.complex128)
+    ys, xs = np.mgrid[:N, :N]
+    # a smooth bump at window pixel (16, 16) of member 0 only
+    bump = torch.from_numpy(1 + 2 * np.exp(-((ys - 16) ** 2 + (xs - 16) ** 2) / (2 * 1.5**2)))
+    a = bump.to(torch.complex128)[None, None]
     b = torch.ones(1, 1, N, N, dtype=torch.complex128)
-    a[0, 0, 16, 16] = 3  # a feature at window pixel (16, 16) of member 0 only
     out = physics.overlap_constraint(torch.cat([a, b], 1), offsets, weight)
     # member 0's pixel (16,16) lies at window pixel (16,16) - d of member 1
     target = np.array([16, 16]) - d
-    w = (out[0, 1].real.numpy() - 1).clip(0)
-    ys, xs = np.mgrid[:N, :N]
+    w = out[0, 1].real.numpy() - 1
     assert (float((ys * w).sum() / w.sum()), float((xs * w).sum() / w.sum())) == pytest.approx(tuple(target), abs=0.05)
     same = physics.overlap_constraint(torch.ones(1, 2, N, N, dtype=torch.complex128), offsets, weight)
     centre = same[0, :, 8:24, 8:24]
@@ -161,7 +165,7 @@ def test_overlap_constraint_keeps_consistent_patches_and_absorbs_phase_offsets(g
         rot = np.vdot(out[k][centre], patches[k][centre])
         rot /= abs(rot)
         err = np.abs(out[k][centre] * rot - patches[k][centre]).max()
-        assert err < (1e-6 if c == 1 else 0.05), (k, err)
+        assert err < (1e-6 if c == 1 else 0.01), (k, err)
         if k:
             first = np.vdot(out[0][centre], patches[0][centre])
             assert abs(np.angle(rot / (first / abs(first)))) < 0.05  # the same phase for all

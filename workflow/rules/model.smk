@@ -51,6 +51,8 @@ rule train:
                         "norm": "--norm",
                         "input_transform": "--input-transform",
                         "align_phase": "--align-phase",
+                        "estimate_iterations": "--estimate-iterations",
+                        "skips": "--skips",
                     },
                 ),
                 flags(
@@ -73,6 +75,7 @@ rule train:
                         "scheduler_patience": "--scheduler-patience",
                         "scheduler_min_lr": "--scheduler-min-lr",
                         "scheduler_t_max": "--scheduler-t-max",
+                        "precision": "--precision",
                     },
                 ),
                 flags(
