@@ -13,7 +13,7 @@ TRAIN_FLAGS = """--train_data_file --test_data_file --output_dir --max_epochs --
 --checkpoint-save-top-k --checkpoint-monitor --checkpoint-mode --early-stop-patience --logger --scheduler
 --scheduler-step-size --scheduler-gamma --scheduler-patience --scheduler-min-lr --scheduler-t-max
 --accumulate-grad-batches --prefetch-factor --persistent-workers --no-persistent-workers --seed --config
---device --disable_mlflow""".split()
+--device --disable_mlflow --precision --estimate-iterations --skips --no-skips""".split()
 INFER_FLAGS = """--model_path --test_data --output_dir --n_images --accelerator --num-workers --inference-batch-size
 --middle-trim --pad-eval --quiet --config""".split()
 
@@ -32,7 +32,7 @@ def test_help_lists_every_flag_with_its_default(program, flags, capsys):
     text = " ".join(capsys.readouterr().out.split()) + " "
     for flag in flags:
         assert f"{flag} " in text or f"{flag}," in text, flag
-    assert ("--batch_size INT groups per forward pass (default: 16)" in text if program == "train"
+    assert ("--batch_size INT groups per forward pass (default: 8)" in text if program == "train"
             else "--inference-batch-size INT patterns per forward pass (bounds memory; 0 = the device's own, "
                  "256 on CPU, 4096 on CUDA) (default: 0)" in text)
     if program == "infer":

@@ -24,6 +24,7 @@ def test_two_cpu_processes_split_each_epoch_and_warn_once(tmp_path):
     # 16 groups in batches of 4: one process takes 4 steps per epoch, each of two takes 2
     rows = metrics(out)
     assert [int(r["step"]) for r in rows] == [2, 4]
+    last = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
     best = torch.load(out / "best.ckpt", map_location="cpu", weights_only=True)
-    assert best["global_step"] == 4 and best["selection"]["monitor"] == "val_loss"
+    assert last["global_step"] == 4 and best["selection"]["monitor"] == "val_loss"
     assert not (out / ".work").exists()
