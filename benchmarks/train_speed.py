@@ -1,7 +1,8 @@
 """Training throughput and time to quality on a scan with a reference object.
 
     python benchmarks/train_speed.py --threads 2                      # fly001, defaults
-    python benchmarks/train_speed.py --threads 2 --compare-plain      # and the plain network, same run
+    python benchmarks/train_speed.py --threads 2 --compare plain      # and the plain network, same run
+    python benchmarks/train_speed.py --threads 2 --compare fp32 batch16
     python benchmarks/train_speed.py --epochs 60 --width 32 --estimate-iterations 0 --no-skips
 
 Trains with the library's own trainer (the `train` stage's code path) and, after every
@@ -10,11 +11,12 @@ exported and scores it against objectGuess: over the scanned region and over the
 held-out validation band alone. The clock counts training only (scoring is paused
 out). In the same invocation the ePIE baseline is run on the same data; the quality
 targets are the quality issue's: phase SSIM within --margin and amplitude SSIM within
---amplitude-margin of the baseline's. With --compare-plain the network and settings of
-earlier versions (plain PtychoPINN-style input, no skips, width 32, batch 16, 60
-epochs, fp32) are trained too, in the same invocation, and the ratio of the times to
-target is printed. Prints the machine, a line per evaluation and the times to target
-(or that they were not reached).
+--amplitude-margin of the baseline's. --compare trains variants of the configured run
+too, in the same invocation, and prints the ratio of each one's time to target to the
+configured run's: `plain` is the network and settings of earlier versions (plain
+PtychoPINN-style input, no skips, width 32, batch 16, 60 epochs, fp32), `fp32` the
+configured run in float32, `batch16` with batch 16. Prints the machine, a line per
+evaluation and the times to target (or that they were not reached).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +106,8 @@ def main():
     p.add_argument("--estimate-iterations", type=int, default=ModelConfig.estimate_iterations)
     p.add_argument("--no-skips", dest="skips", action="store_false")
     p.add_argument("--precision", default=TrainConfig.precision, choices=("auto", "fp32", "bf16"))
-    p.add_argument("--compare-plain", action="store_true",
-                   help="also train the plain network of earlier versions (the 60-epoch fp32 default before)")
+    p.add_argument("--compare", nargs="*", default=[], choices=("plain", "fp32", "batch16"),
+                   help="variants also trained in this run (see above)")
     p.add_argument("--margin", type=float, default=0.03, help="target: phase SSIM >= baseline's - margin")
     p.add_argument("--amplitude-margin", type=float, default=0.05,
                    help="target: amplitude SSIM >= baseline's - margin")
@@ -127,12 +130,14 @@ def main():
               f"amplitude SSIM {epie['amplitude_ssim']:.3f}", flush=True)
 
     data = DataConfig(gridsize=a.gridsize)
-    runs = {"configured": (ModelConfig(width=a.width, estimate_iterations=a.estimate_iterations, skips=a.skips),
-                           TrainConfig(max_epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
-                                       scheduler=a.scheduler, precision=a.precision, logger="none"))}
-    if a.compare_plain:
-        runs["plain"] = (ModelConfig(width=32, estimate_iterations=0, skips=False),
-                         TrainConfig(max_epochs=60, batch_size=16, precision="fp32", logger="none"))
+    model = ModelConfig(width=a.width, estimate_iterations=a.estimate_iterations, skips=a.skips)
+    cfg = TrainConfig(max_epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
+                      scheduler=a.scheduler, precision=a.precision, logger="none")
+    variants = {"plain": (ModelConfig(width=32, estimate_iterations=0, skips=False),
+                          replace(cfg, max_epochs=60, batch_size=16, precision="fp32")),
+                "fp32": (model, replace(cfg, precision="fp32")),
+                "batch16": (model, replace(cfg, batch_size=16))}
+    runs = {"configured": (model, cfg), **{name: variants[name] for name in a.compare}}
     result = {"machine": info, "settings": vars(a) | {"raw": str(a.raw), "out": str(a.out)}, "epie": epie, "runs": {}}
     train_rows, val_rows = split_rows(scan.y, data.val_fraction)
     per_epoch = (data.n_groups or len(train_rows)) * data.gridsize**2
@@ -155,12 +160,13 @@ def main():
                   (f"reached after {reached['train_s']:.0f} s of training (epoch {reached['epoch']})" if reached else
                    f"not reached; last evaluation phase {last['phase_ssim']:.3f}, amplitude "
                    f"{last['amplitude_ssim']:.3f} after {last['train_s']:.0f} s"), flush=True)
-    times = [r.get("time_to_target_s") for r in result["runs"].values()]
-    if len(times) == 2 and times[0]:
-        if times[1]:
-            print(f"time to target, plain / configured: {times[1] / times[0]:.1f}x")
-        else:
-            print(f"the plain network did not reach the targets; the configured one did in {times[0]:.0f} s")
+    own = result["runs"]["configured"].get("time_to_target_s")
+    for name in a.compare:
+        other = result["runs"][name].get("time_to_target_s")
+        if own and other:
+            print(f"time to target, {name} / configured: {other / own:.2f}x")
+        elif own:
+            print(f"{name} did not reach the targets; the configured run did in {own:.0f} s")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {a.out}")

@@ -36,7 +36,7 @@ class PtychoNet(nn.Module):
     the weights). The diffraction says everything but is non-local; the estimate is an
     image already in the object's frame, with its fine detail in place, so the network
     only has to correct it (measured on fly001, benchmarks/train_speed.py
-    --compare-plain: both quality targets after 92 s of training, which the plain
+    --compare plain: both quality targets after 92 s of training, which the plain
     network of width 32 had not reached after 532 s).
 
     A 2x space-to-depth stem (pixel_unshuffle) brings N x N to N/2 x N/2, strided 3x3
