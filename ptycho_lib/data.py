@@ -95,28 +95,20 @@ class GroupDataset(Dataset):
     group centre in pixels). The inputs of every pattern are made once, by `prepare`
     (the network's `inputs`, given the scaled amplitudes), before training starts."""
 
-    def __init__(self, scan: Scan, indices: np.ndarray, groups: np.ndarray, scale: float, prepare=None,
+    def __init__(self, scan: Scan, indices: np.ndarray, groups: np.ndarray, scale: float, prepare,
                  chunk: int = 256):
         amp = torch.from_numpy(np.ascontiguousarray(scan.amplitude[indices]))
         self.counts = amp.square()
         self.pos = torch.from_numpy(scan.positions[indices])
         self.groups = torch.from_numpy(groups)
         with torch.no_grad():
-            self.inputs = torch.cat([(prepare or _plain)(amp[s:s + chunk] * scale) for s in range(0, len(amp), chunk)])
+            self.inputs = torch.cat([prepare(amp[s:s + chunk] * scale) for s in range(0, len(amp), chunk)])
 
     def __len__(self):
         return len(self.groups)
-
-    def patterns(self) -> torch.Tensor:
-        """The network inputs of every pattern of the set, once."""
-        return self.inputs
 
     def __getitem__(self, i):
         g = self.groups[i]
         pos = self.pos[g]
         return self.inputs[g], self.counts[g], (pos - pos.mean(0)).float()
 
-
-def _plain(x: torch.Tensor) -> torch.Tensor:
-    """The scaled amplitudes as one input channel."""
-    return x[:, None]

@@ -20,7 +20,7 @@ from .physics import scale_probe
 from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
 
 
-def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int, scale: float, prepare=None):
+def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int, scale: float, prepare):
     """Training and validation GroupDatasets (inputs made by `prepare`); validation is
     a second scan when given, else a held-out band of rows of the training scan."""
     if val_scan is None:
@@ -133,7 +133,7 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
         max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,
         strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
-        callbacks=[PreciseBatchNorm(train_set.patterns(), train_cfg.batch_size * data.gridsize**2),
+        callbacks=[PreciseBatchNorm(train_set.inputs, train_cfg.batch_size * data.gridsize**2),
                    ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
                    *runtime.callbacks(train_cfg, work), *callbacks],
         enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
