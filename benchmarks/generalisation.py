@@ -43,6 +43,8 @@ def main():
     p.add_argument("--train", type=Path, default=Path("resources/fly001.npz"), help="scan the transferred model learns")
     p.add_argument("--test", type=Path, default=Path("resources/fly002.npz"), help="scan reconstructed (with objectGuess)")
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
+    p.add_argument("--gridsize", type=int, default=DataConfig.gridsize)
+    p.add_argument("--neighbours", type=int, default=DataConfig.neighbours)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/generalisation.json"))
     a = p.parse_args()
@@ -56,7 +58,8 @@ def main():
         scan = scan_from(canonicalise(read_npz(source), source))
         with tempfile.TemporaryDirectory() as work:
             t = time.perf_counter()
-            ckpt = train(scan, None, work, DataConfig(), ModelConfig(), TrainConfig(max_epochs=a.epochs, logger="none"),
+            ckpt = train(scan, None, work, DataConfig(gridsize=a.gridsize, neighbours=a.neighbours), ModelConfig(),
+                         TrainConfig(max_epochs=a.epochs, logger="none"),
                          ExecConfig(threads=a.threads, quiet=True))
             train_s = time.perf_counter() - t
             export_checkpoint(ckpt, Path(work) / "wts.h5.zip")
