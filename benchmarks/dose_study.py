@@ -4,6 +4,9 @@ object simulated at doses from 1e3 to 1e7 photons per pattern and two overlaps.
     python benchmarks/dose_study.py --out results/dose_study            # full size
     python benchmarks/dose_study.py --out /tmp/dose --quick             # minutes
 
+The network is trained with the pipeline's defaults (groups of 4, gridsize 2);
+--gridsize changes the group size, one value for every step or one per step
+(`--steps 14 --gridsize 3`: groups of 9 at the lower overlap).
 Writes dose_study.json, dose_study.csv and dose_study.png (phase SSIM and FRC
 resolution against dose) into --out and prints the table with wall times. Every
 method runs in this process, one after the other, on the same data.
@@ -37,7 +40,8 @@ from ptycho_lib.stitch import scanned_region  # noqa: E402
 from ptycho_lib.training import train  # noqa: E402
 
 
-def run_case(spec: ScanSpec, epochs: int, iterations: int, refine_iterations: int, work: Path) -> dict:
+def run_case(spec: ScanSpec, gridsize: int, epochs: int, iterations: int, refine_iterations: int,
+             work: Path) -> dict:
     c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
     scan = scan_from(c)
     region = scanned_region(scan.x, scan.y)
@@ -45,7 +49,7 @@ def run_case(spec: ScanSpec, epochs: int, iterations: int, refine_iterations: in
     row = {}
 
     t = time.perf_counter()
-    ckpt = train(scan, None, work, DataConfig(), ModelConfig(), TrainConfig(max_epochs=epochs),
+    ckpt = train(scan, None, work, DataConfig(gridsize=gridsize), ModelConfig(), TrainConfig(max_epochs=epochs),
                  ExecConfig(quiet=True))
     train_s = time.perf_counter() - t
     export_checkpoint(ckpt, work / "wts.h5.zip")
@@ -81,7 +85,8 @@ def plot(rows, path):
         for method, style in (("pinn", "o-"), ("epie", "s--"), ("pinn+epie", "^:")):
             sel = [r for r in rows if r["step"] == step and r["method"] == method]
             dose = [r["nphotons"] for r in sel]
-            axes[0].semilogx(dose, [r["phase_ssim"] for r in sel], style, label=f"{method}, step {step:g} px")
+            label = f"{method}, step {step:g} px" + (f", gridsize {sel[0]['gridsize']}" if method != "epie" else "")
+            axes[0].semilogx(dose, [r["phase_ssim"] for r in sel], style, label=label)
             axes[1].semilogx(dose, [r["frc_resolution_cycles_per_pixel"] for r in sel], style)
     axes[0].set(xlabel="incident photons per pattern", ylabel="phase SSIM")
     axes[1].set(xlabel="incident photons per pattern", ylabel="FRC 1/2-bit resolution (cycles/px)")
@@ -96,25 +101,31 @@ def main():
     p.add_argument("--doses", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7])
     p.add_argument("--steps", type=float, nargs="+", default=[8.0, 14.0],
                    help="scan steps in px (8: ~70 %% linear overlap, 14: ~48 %%)")
+    p.add_argument("--gridsize", type=int, nargs="+", default=[DataConfig.gridsize],
+                   help="the network's group size (groups of gridsize^2): one for all steps or one per step")
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
     p.add_argument("--iterations", type=int, default=100, help="ePIE passes for the baseline")
     p.add_argument("--refine-iterations", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")
     a = p.parse_args()
+    if len(a.gridsize) == 1:
+        a.gridsize = a.gridsize * len(a.steps)
+    if len(a.gridsize) != len(a.steps):
+        p.error(f"--gridsize needs one value, or one per step ({len(a.steps)}); got {len(a.gridsize)}")
     torch.set_num_threads(2)
     size = dict(rows=12, cols=12) if a.quick else {}
     if a.quick:
         a.epochs, a.iterations, a.refine_iterations = 8, 40, 12
     print(f"machine: {torch.get_num_threads()} torch threads, device cpu", flush=True)
     rows = []
-    for step in a.steps:
+    for step, gridsize in zip(a.steps, a.gridsize):
         for dose in a.doses:
             spec = ScanSpec(step=step, nphotons=dose, **size)
             with tempfile.TemporaryDirectory() as work:
-                result = run_case(spec, a.epochs, a.iterations, a.refine_iterations, Path(work))
+                result = run_case(spec, gridsize, a.epochs, a.iterations, a.refine_iterations, Path(work))
             for method, s in result.items():
-                rows.append({"step": step, "nphotons": dose, "method": method, **s})
-                print(f"step {step:4.1f}  dose {dose:8.0e}  {method:10s} " +
+                rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
+                print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +
                       " ".join(f"{k}={v:.3f}" for k, v in s.items()), flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "dose_study.json").write_text(json.dumps(rows, indent=1))
