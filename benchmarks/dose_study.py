@@ -40,7 +40,7 @@ from ptycho_lib.stitch import scanned_region  # noqa: E402
 from ptycho_lib.training import train  # noqa: E402
 
 
-def run_case(spec: ScanSpec, gridsize: int, epochs: int, iterations: int, refine_iterations: int,
+def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iterations: int, refine_iterations: int,
              work: Path) -> dict:
     c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
     scan = scan_from(c)
@@ -49,8 +49,8 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, iterations: int, refine
     row = {}
 
     t = time.perf_counter()
-    ckpt = train(scan, None, work, DataConfig(gridsize=gridsize), ModelConfig(), TrainConfig(max_epochs=epochs),
-                 ExecConfig(quiet=True))
+    ckpt = train(scan, None, work, DataConfig(gridsize=gridsize), ModelConfig(),
+                 TrainConfig(max_epochs=epochs, checkpoint_monitor=monitor), ExecConfig(quiet=True))
     train_s = time.perf_counter() - t
     export_checkpoint(ckpt, work / "wts.h5.zip")
     net, _ = load_network(work / "wts.h5.zip", n=scan.n)
@@ -104,6 +104,8 @@ def main():
     p.add_argument("--gridsize", type=int, nargs="+", default=[DataConfig.gridsize],
                    help="the network's group size (groups of gridsize^2): one for all steps or one per step")
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
+    p.add_argument("--checkpoint-monitor", default=TrainConfig.checkpoint_monitor, choices=("val_loss", "train_loss"),
+                   help="picks the network's exported epoch (train_loss: in effect the last)")
     p.add_argument("--iterations", type=int, default=100, help="ePIE passes for the baseline")
     p.add_argument("--refine-iterations", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")
@@ -122,7 +124,8 @@ def main():
         for dose in a.doses:
             spec = ScanSpec(step=step, nphotons=dose, **size)
             with tempfile.TemporaryDirectory() as work:
-                result = run_case(spec, gridsize, a.epochs, a.iterations, a.refine_iterations, Path(work))
+                result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, a.iterations, a.refine_iterations,
+                                  Path(work))
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +
