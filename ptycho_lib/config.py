@@ -39,6 +39,8 @@ class DataConfig:
     n_groups: int = opt(0, "--n_images", "training groups per epoch (0 = one per training pattern)", min=0)
     val_fraction: float = opt(0.1, "--val-fraction", "fraction of the scan (a band of rows) held out for validation",
                               min=0.0, max=0.99)
+    simulated_scans: int = opt(0, "--simulated-scans", "also train on this many scans of random objects simulated "
+                               "with the scan's probe, positions and dose (a model for other samples)", min=0)
 
 
 @dataclass

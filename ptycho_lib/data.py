@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from .io import InputError, read_npz, release_pages
 from .neighbours import nearest_neighbours
@@ -112,3 +112,12 @@ class GroupDataset(Dataset):
         pos = self.pos[g]
         return self.inputs[g], self.counts[g], (pos - pos.mean(0)).float()
 
+
+
+class ScansDataset(ConcatDataset):
+    """The groups of several scans' GroupDatasets, trained on together (a group never
+    mixes scans)."""
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        return torch.cat([d.inputs for d in self.datasets])

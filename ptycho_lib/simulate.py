@@ -1,4 +1,5 @@
-"""Simulated fly-scan ptychography data, used for the shipped fixtures and the tests.
+"""Simulated fly-scan ptychography data, used for the shipped fixtures and the tests,
+and random-object scans that widen a network's training data (simulate_like).
 
 To avoid the inverse crime the simulator does not share the reconstruction's
 discretisation: the object lives on a grid `upsample` times finer than the object
@@ -14,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from .data import Scan
+from .iterative import Solver, SolverConfig
+from .physics import far_field, scale_probe
+from .stitch import canvas_geometry
 
 
 @dataclass
@@ -193,3 +200,48 @@ def simulate(spec: ScanSpec, obj_fine: np.ndarray | None = None) -> dict:
         "ycoords": y.astype(np.float64),
         "scan_index": np.arange(m, dtype=np.int64),
     }
+
+
+def random_object(shape, rng) -> np.ndarray:
+    """A generic random sample for training data: amplitude and phase are independent
+    random fields with power spectra 1/f^beta (beta drawn from 2..4, from rough to
+    smooth; natural images lie in this range), phase rms 0.2-0.6 rad, amplitude
+    dipping by 5-30 % below 1. Deliberately not the fixture's recipe (no disks, bars or
+    stars), so a model trained on such samples is not told what the test objects are."""
+
+    def field(beta):
+        fy = np.fft.fftfreq(shape[0])[:, None]
+        fx = np.fft.fftfreq(shape[1])[None, :]
+        f = np.hypot(fy, fx)
+        f[0, 0] = 1.0
+        spec = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * f ** (-beta / 2)
+        spec[0, 0] = 0.0
+        out = np.fft.ifft2(spec).real
+        return out / out.std()
+
+    phase = field(rng.uniform(2, 4)) * rng.uniform(0.2, 0.6)
+    amp = field(rng.uniform(2, 4))
+    amp = 1.0 - rng.uniform(0.05, 0.3) * (amp - amp.min()) / np.ptp(amp)
+    return amp * np.exp(1j * phase)
+
+
+def simulate_like(scan, seed: int, chunk: int = 256):
+    """A scan with `scan`'s probe, positions and photons per pattern, of a random object
+    (random_object) with Poisson noise, through the reconstruction's own forward model
+    (the iterative solver's sub-pixel probe shifts). Training on such scans beside the
+    measured one teaches the network to invert patterns of objects it has not seen."""
+    rng = np.random.default_rng(seed)
+    n, m = scan.n, len(scan.x)
+    # the positions moved next to the canvas origin (a file's may start anywhere)
+    y, x = scan.y - np.floor(scan.y.min()) + n / 2 + 1, scan.x - np.floor(scan.x.min()) + n / 2 + 1
+    shape, _ = canvas_geometry(x, y, n)
+    probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+    obj = random_object(shape, rng)
+    solver = Solver(np.zeros((0, n, n), np.float32), probe, y, x, obj, SolverConfig())
+    amplitude = np.empty((m, n, n), np.float32)
+    with torch.no_grad():
+        for s in range(0, m, chunk):
+            patch, shifted = solver.views(torch.arange(s, min(s + chunk, m)))
+            intensity = far_field(shifted * patch).abs().square().double().numpy()
+            amplitude[s:s + chunk] = np.sqrt(rng.poisson(intensity))
+    return Scan(amplitude, scan.probe, x, y, scan.nphotons, obj.astype(np.complex64))

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
@@ -14,22 +15,30 @@ from torch.utils.data import DataLoader
 
 from . import runtime
 from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launcher_child
-from .data import GroupDataset, Scan, input_scale, make_groups, split_rows
+from .data import GroupDataset, Scan, ScansDataset, input_scale, make_groups, split_rows
 from .model import PINN
 from .physics import scale_probe
 from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
+from .simulate import simulate_like
 
 
 def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int, scale: float, prepare):
     """Training and validation GroupDatasets (inputs made by `prepare`); validation is
-    a second scan when given, else a held-out band of rows of the training scan."""
+    a second scan when given, else a held-out band of rows of the training scan. The
+    training set adds data.simulated_scans scans of random objects made like `scan`
+    (simulate_like, seeded from `seed`); validation stays on measured data."""
     if val_scan is None:
         tr, va = split_rows(scan.y, data.val_fraction)
         val_scan = scan
     else:
         tr, va = split_rows(scan.y, 0.0)[0], split_rows(val_scan.y, 0.0)[0]
     train_groups = make_groups(scan.positions[tr], data.gridsize, data.neighbours, data.n_groups, seed)
-    sets = [GroupDataset(scan, tr, train_groups, scale, prepare)]
+    train_sets = [GroupDataset(scan, tr, train_groups, scale, prepare)]
+    for k in range(data.simulated_scans):
+        sim = simulate_like(scan, seed=1000 * (seed + 1) + k)
+        groups = make_groups(sim.positions, data.gridsize, data.neighbours, data.n_groups, seed + 2 + k)
+        train_sets.append(GroupDataset(sim, np.arange(len(sim.x)), groups, scale, prepare))
+    sets = [ScansDataset(train_sets)]
     if len(va) >= data.gridsize**2:
         val_groups = make_groups(val_scan.positions[va], data.gridsize, data.neighbours, 0, seed + 1)
         sets.append(GroupDataset(val_scan, va, val_groups, scale, prepare))

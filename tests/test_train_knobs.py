@@ -41,6 +41,15 @@ def test_same_seed_gives_bit_identical_weights_and_reconstructions_another_seed_
     assert np.array_equal(ra, rb) and not np.array_equal(ra, rc)
 
 
+def test_simulated_scans_add_their_groups_to_every_epoch_reproducibly(data, tmp_path):
+    plain = train(data, tmp_path / "plain", "--max_epochs", "1")
+    runs = [train(data, tmp_path / f"sim{i}", "--max_epochs", "1", "--simulated-scans", "2") for i in range(2)]
+    # 16 groups of the scan + 16 of each simulated scan, 8 a batch: 6 steps instead of 2
+    assert [int(r["step"]) for r in metrics(plain)] == [2] and [int(r["step"]) for r in metrics(runs[0])] == [6]
+    assert distance(weights(runs[0] / "best.ckpt"), weights(runs[1] / "best.ckpt")) == 0.0
+    assert distance(weights(runs[0] / "best.ckpt"), weights(plain / "best.ckpt")) > 1e-3
+
+
 def test_top_k_keeps_the_best_epochs_and_the_bundle_comes_from_the_best(data, tmp_path):
     out = train(data, tmp_path / "min", "--max_epochs", "5", "--learning-rate", "3e-3", "--checkpoint-save-top-k", "2")
     val = [float(r["val_loss"]) for r in metrics(out)]

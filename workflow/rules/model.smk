@@ -41,6 +41,7 @@ rule train:
                         "neighbours": "--neighbours",
                         "n_groups": "--n_images",
                         "val_fraction": "--val-fraction",
+                        "simulated_scans": "--simulated-scans",
                     },
                 ),
                 flags(
