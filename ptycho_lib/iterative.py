@@ -67,12 +67,6 @@ class Solver:
     def _index(self, b):
         return (self.rows[b] * self.obj.shape[1] + self.cols[b]).reshape(-1)
 
-    def views(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Object patches and the probe moved to each position's sub-pixel part, for the
-        positions b: the exit waves are their product."""
-        patch = self.obj.view(-1)[self._index(b)].reshape(len(b), self.n, self.n)
-        return patch, _shift(self.probe.expand(len(b), -1, -1), self.ramp[b])
-
     def step(self, refine_probe: bool) -> float:
         """One pass over all positions in random batches; returns the mean Fourier
         amplitude error (a data-fit figure, not the object error)."""
@@ -83,7 +77,8 @@ class Solver:
         for s in range(0, m, self.cfg.batch_size):
             b = order[s:s + self.cfg.batch_size]
             idx = self._index(b)
-            patch, probe = self.views(b)
+            patch = flat[idx].reshape(len(b), self.n, self.n)
+            probe = _shift(self.probe.expand(len(b), -1, -1), self.ramp[b])
             psi = probe * patch
             far = far_field(psi)
             amp = far.abs()

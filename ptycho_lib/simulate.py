@@ -18,9 +18,7 @@ import numpy as np
 import torch
 
 from .data import Scan
-from .iterative import Solver, SolverConfig
 from .physics import far_field, scale_probe
-from .stitch import canvas_geometry
 
 
 @dataclass
@@ -225,23 +223,32 @@ def random_object(shape, rng) -> np.ndarray:
     return amp * np.exp(1j * phase)
 
 
-def simulate_like(scan, seed: int, chunk: int = 256):
+def simulate_like(scan, seed: int, noise: bool = True, chunk: int = 256):
     """A scan with `scan`'s probe, positions and photons per pattern, of a random object
-    (random_object) with Poisson noise, through the reconstruction's own forward model
-    (the iterative solver's sub-pixel probe shifts). Training on such scans beside the
-    measured one teaches the network to invert patterns of objects it has not seen."""
+    (random_object) with Poisson noise (noise=False: the expected counts), through the reconstruction's forward model: the
+    window cut at each position's integer part, the probe moved by the fractional part
+    with a Fourier phase ramp (as the iterative solver does). Training on such scans
+    beside the measured one teaches the network to invert patterns of other objects."""
     rng = np.random.default_rng(seed)
     n, m = scan.n, len(scan.x)
     # the positions moved next to the canvas origin (a file's may start anywhere)
-    y, x = scan.y - np.floor(scan.y.min()) + n / 2 + 1, scan.x - np.floor(scan.x.min()) + n / 2 + 1
-    shape, _ = canvas_geometry(x, y, n)
-    probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
-    obj = random_object(shape, rng)
-    solver = Solver(np.zeros((0, n, n), np.float32), probe, y, x, obj, SolverConfig())
+    y = scan.y - np.floor(scan.y.min()) + n / 2 + 1
+    x = scan.x - np.floor(scan.x.min()) + n / 2 + 1
+    obj = random_object((int(np.floor(y.max() - n / 2)) + n + 1, int(np.floor(x.max() - n / 2)) + n + 1), rng)
+    top, left = y - n / 2, x - n / 2  # object coordinate of each window's pixel 0
+    iy, ix = np.floor(top).astype(int), np.floor(left).astype(int)
+    frac = torch.from_numpy(np.stack([top - iy, left - ix], 1))
+    q = torch.fft.fftfreq(n, dtype=torch.float64)
+    probe = torch.from_numpy(scale_probe(scan.probe.astype(np.complex128), scan.nphotons).astype(np.complex64))
+    obj_t = torch.from_numpy(obj.astype(np.complex64))
+    r = np.arange(n)
     amplitude = np.empty((m, n, n), np.float32)
-    with torch.no_grad():
-        for s in range(0, m, chunk):
-            patch, shifted = solver.views(torch.arange(s, min(s + chunk, m)))
-            intensity = far_field(shifted * patch).abs().square().double().numpy()
-            amplitude[s:s + chunk] = np.sqrt(rng.poisson(intensity))
+    for s in range(0, m, chunk):
+        b = slice(s, min(s + chunk, m))
+        ramp = torch.exp(-2j * torch.pi * (frac[b, 0, None, None] * q[None, :, None]
+                                           + frac[b, 1, None, None] * q[None, None, :])).to(torch.complex64)
+        shifted = torch.fft.ifft2(torch.fft.fft2(probe.expand(len(ramp), -1, -1)) * ramp)
+        windows = obj_t[torch.from_numpy((iy[b, None] + r)[:, :, None]), torch.from_numpy((ix[b, None] + r)[:, None, :])]
+        intensity = far_field(shifted * windows).abs().square().double().numpy()
+        amplitude[b] = np.sqrt(rng.poisson(intensity) if noise else intensity)
     return Scan(amplitude, scan.probe, x, y, scan.nphotons, obj.astype(np.complex64))

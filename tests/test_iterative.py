@@ -53,5 +53,9 @@ def test_a_simulated_random_object_scan_fits_the_forward_model_the_solver_invert
     obj = Solver(sim.amplitude, probe, sim.y, sim.x, np.ones(sim.obj.shape), SolverConfig(iterations=40, batch_size=8)).run()
     score = compare(obj, sim.obj, scanned_region(sim.x, sim.y))
     assert score["phase_ssim"] > 0.6, score
+    # noiseless patterns are the solver's own model of the true object, to float precision
+    exact = simulate_like(measured, seed=3, noise=False)
+    at_truth = Solver(exact.amplitude, probe, exact.y, exact.x, exact.obj, SolverConfig(iterations=1, batch_size=8))
+    assert at_truth.step(False) < 1e-4
     again, other = simulate_like(measured, seed=3), simulate_like(measured, seed=4)
     assert np.array_equal(again.amplitude, sim.amplitude) and not np.allclose(other.obj, sim.obj)
