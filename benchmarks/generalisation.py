@@ -57,21 +57,21 @@ def main():
     torch.set_num_threads(a.threads)
     info = scans.machine("cpu")
     scans.print_machine(info)
-    scans_ = {p: scan_from(canonicalise(read_npz(p), p)) for p in (a.train, a.test)}
+    by_path = {p: scan_from(canonicalise(read_npz(p), p)) for p in (a.train, a.test)}
     rows = {}
     for name, source, sims, epochs in (("transferred", a.train, a.simulated_scans, a.transfer_epochs or a.epochs),
                                        ("own", a.test, 0, a.epochs)):
         with tempfile.TemporaryDirectory() as work:
             t = time.perf_counter()
-            ckpt = train(scans_[source], None, work,
+            ckpt = train(by_path[source], None, work,
                          DataConfig(gridsize=a.gridsize, neighbours=a.neighbours, simulated_scans=sims), ModelConfig(),
                          TrainConfig(max_epochs=epochs, logger="none"), ExecConfig(threads=a.threads, quiet=True))
             train_s = time.perf_counter() - t
             export_checkpoint(ckpt, Path(work) / "wts.h5.zip")
-            net, _ = load_network(Path(work) / "wts.h5.zip", n=scans_[a.test].n)
+            net, _ = load_network(Path(work) / "wts.h5.zip", n=by_path[a.test].n)
         rows[name] = {"trained_on": str(source), "simulated_scans": sims, "epochs": epochs, "train_s": train_s}
         for target in (a.test, a.train):  # the test scan's scores first: they are the claim
-            scan = scans_[target]
+            scan = by_path[target]
             s = compare(reconstruct(net, scan, InferConfig(), "cpu")["object"], scan.obj, scanned_region(scan.x, scan.y))
             rows[name]["scores" if target == a.test else f"scores_on_{target.stem}"] = {k: s[k] for k in SCORES}
             print(f"{target.name} by the model trained on {source.name} + {sims} simulated, {epochs} epochs "

@@ -1,4 +1,5 @@
-"""Training data: the canonical scan, its input scaling, grouping and the split."""
+"""Training data: the canonical scan, its input scaling, grouping and the split, and
+scans of random objects simulated like a measured one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from .io import InputError, read_npz, release_pages
 from .neighbours import nearest_neighbours
+from .physics import apply_ramps, far_field, scale_probe, subpixel_ramps
 
 CANONICAL_KEYS = ("diffraction", "probeGuess", "xcoords", "ycoords", "nphotons")
 
@@ -113,11 +115,65 @@ class GroupDataset(Dataset):
         return self.inputs[g], self.counts[g], (pos - pos.mean(0)).float()
 
 
-
 class ScansDataset(ConcatDataset):
     """The groups of several scans' GroupDatasets, trained on together (a group never
     mixes scans)."""
 
     @property
     def inputs(self) -> torch.Tensor:
+        if len(self.datasets) == 1:  # no copy of a measured scan's inputs
+            return self.datasets[0].inputs
         return torch.cat([d.inputs for d in self.datasets])
+
+
+def random_object(shape, rng) -> np.ndarray:
+    """A generic random sample for training data: amplitude and phase are independent
+    random fields with power spectra 1/f^beta (beta drawn from 2..4, from rough to
+    smooth; natural images lie in this range), phase rms 0.2-0.6 rad, amplitude
+    dipping by 5-30 % below 1. Deliberately not the fixture's recipe (no disks, bars or
+    stars), so a model trained on such samples is not told what the test objects are."""
+
+    f = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+    f[0, 0] = 1.0
+
+    def field(beta):
+        spec = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * f ** (-beta / 2)
+        spec[0, 0] = 0.0
+        out = np.fft.ifft2(spec).real
+        return out / out.std()
+
+    phase = field(rng.uniform(2, 4)) * rng.uniform(0.2, 0.6)
+    amp = field(rng.uniform(2, 4))
+    amp = 1.0 - rng.uniform(0.05, 0.3) * (amp - amp.min()) / np.ptp(amp)
+    return amp * np.exp(1j * phase)
+
+
+def simulate_like(scan: Scan, seed: int, noise: bool = True, chunk: int = 256):
+    """A scan with `scan`'s probe, positions and photons per pattern, of a random object
+    (random_object) with Poisson noise (noise=False: the expected counts), through the
+    reconstruction's forward model: the window cut at each position's integer part, the
+    probe moved by the fractional part (subpixel_ramps, as the iterative solver does).
+    Training on such scans beside the measured one teaches the network to invert
+    patterns of other objects."""
+    rng = np.random.default_rng(seed)
+    n, m = scan.n, len(scan.x)
+    # the positions moved next to the canvas origin (a file's may start anywhere)
+    y = scan.y - np.floor(scan.y.min()) + n / 2 + 1
+    x = scan.x - np.floor(scan.x.min()) + n / 2 + 1
+    # the canvas of stitch.canvas_geometry for these positions
+    obj = random_object((int(np.floor(y.max() - n / 2)) + n + 1, int(np.floor(x.max() - n / 2)) + n + 1), rng)
+    top, left = y - n / 2, x - n / 2  # object coordinate of each window's pixel 0
+    iy, ix = np.floor(top).astype(int), np.floor(left).astype(int)
+    frac = torch.from_numpy(np.stack([top - iy, left - ix], 1))
+    probe = torch.from_numpy(scale_probe(scan.probe.astype(np.complex128), scan.nphotons).astype(np.complex64))
+    obj_t = torch.from_numpy(obj.astype(np.complex64))
+    r = np.arange(n)
+    amplitude = np.empty((m, n, n), np.float32)
+    for s in range(0, m, chunk):
+        b = slice(s, min(s + chunk, m))
+        ramp = subpixel_ramps(frac[b], n)
+        shifted = apply_ramps(probe.expand(len(ramp), -1, -1), ramp)
+        windows = obj_t[torch.from_numpy((iy[b, None] + r)[:, :, None]), torch.from_numpy((ix[b, None] + r)[:, None, :])]
+        intensity = far_field(shifted * windows).abs().square().double().numpy()
+        amplitude[b] = np.sqrt(rng.poisson(intensity) if noise else intensity)
+    return Scan(amplitude, scan.probe, x, y, scan.nphotons, obj.astype(np.complex64))

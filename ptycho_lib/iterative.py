@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .physics import far_field
+from .physics import apply_ramps, far_field, subpixel_ramps
 
 
 @dataclass
@@ -26,17 +26,6 @@ class SolverConfig:
     alpha: float = 0.1  # rPIE regularisation (0: ePIE-like step, 1: plain gradient step)
     probe_refinement: bool = False  # also update the probe (after the first few passes)
     seed: int = 0
-
-
-def _ramps(frac: torch.Tensor, n: int) -> torch.Tensor:
-    """Fourier phase ramps that move an N x N image by frac (B, 2) pixels."""
-    q = torch.fft.fftfreq(n, dtype=torch.float64)
-    return torch.exp(-2j * torch.pi * (frac[:, 0, None, None] * q[None, :, None]
-                                       + frac[:, 1, None, None] * q[None, None, :])).to(torch.complex64)
-
-
-def _shift(img: torch.Tensor, ramp: torch.Tensor) -> torch.Tensor:
-    return torch.fft.ifft2(torch.fft.fft2(img) * ramp)
 
 
 class Solver:
@@ -54,7 +43,7 @@ class Solver:
         self.iy = torch.from_numpy(np.floor(ty).astype(np.int64))
         self.ix = torch.from_numpy(np.floor(tx).astype(np.int64))
         frac = torch.from_numpy(np.stack([ty - np.floor(ty), tx - np.floor(tx)], 1))
-        self.ramp = _ramps(frac, self.n)
+        self.ramp = subpixel_ramps(frac, self.n)
         h, w = self.obj.shape
         if self.iy.min() < 0 or self.ix.min() < 0 or self.iy.max() + self.n > h or self.ix.max() + self.n > w:
             raise ValueError("positions put windows outside the object canvas")
@@ -78,7 +67,7 @@ class Solver:
             b = order[s:s + self.cfg.batch_size]
             idx = self._index(b)
             patch = flat[idx].reshape(len(b), self.n, self.n)
-            probe = _shift(self.probe.expand(len(b), -1, -1), self.ramp[b])
+            probe = apply_ramps(self.probe.expand(len(b), -1, -1), self.ramp[b])
             psi = probe * patch
             far = far_field(psi)
             amp = far.abs()
@@ -95,7 +84,7 @@ class Solver:
             if refine_probe:
                 ow = patch.abs().square()
                 # gradient for the unshifted probe: shift each term back
-                back = _shift(patch.conj() * dpsi, self.ramp[b].conj()).sum(0)
+                back = apply_ramps(patch.conj() * dpsi, self.ramp[b].conj()).sum(0)
                 odiv = (1 - a) * ow.sum(0) + a * ow.sum(0).max()
                 self.probe += back / odiv.clamp_min(1e-12)
         self.history.append(err / float(self.meas.sum()))
@@ -103,7 +92,7 @@ class Solver:
 
     def coverage(self) -> np.ndarray:
         """Summed probe intensity on the canvas (the stitching weight's counterpart)."""
-        probe = _shift(self.probe.expand(len(self.meas), -1, -1), self.ramp).abs().square()
+        probe = apply_ramps(self.probe.expand(len(self.meas), -1, -1), self.ramp).abs().square()
         den = torch.zeros(self.obj.numel()).index_add_(0, self._index(torch.arange(len(self.meas))),
                                                        probe.reshape(-1))
         return den.reshape(self.obj.shape).numpy()

@@ -62,6 +62,20 @@ def amplitude_mae(lam: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return (lam.clamp_min(0).sqrt() - counts.sqrt()).abs().mean(dim=(-2, -1))
 
 
+def subpixel_ramps(frac: torch.Tensor, n: int) -> torch.Tensor:
+    """Fourier phase ramps (B, N, N) complex64 that move an N x N image by frac (B, 2)
+    pixels: how the iterative solver and the simulated training scans place the probe
+    at each position's sub-pixel part."""
+    q = torch.fft.fftfreq(n, dtype=torch.float64)
+    return torch.exp(-2j * torch.pi * (frac[:, 0, None, None] * q[None, :, None]
+                                       + frac[:, 1, None, None] * q[None, None, :])).to(torch.complex64)
+
+
+def apply_ramps(img: torch.Tensor, ramp: torch.Tensor) -> torch.Tensor:
+    """img moved by the shifts whose subpixel_ramps are `ramp`."""
+    return torch.fft.ifft2(torch.fft.fft2(img) * ramp)
+
+
 def _shift_ramps(offsets: torch.Tensor, s: int, dtype) -> torch.Tensor:
     """exp(-2 pi i q . d) on an s x s frequency grid for shifts d (..., 2): multiplying a
     spectrum by it moves the image by d."""

@@ -1,5 +1,4 @@
-"""Simulated fly-scan ptychography data, used for the shipped fixtures and the tests,
-and random-object scans that widen a network's training data (simulate_like).
+"""Simulated fly-scan ptychography data, used for the shipped fixtures and the tests.
 
 To avoid the inverse crime the simulator does not share the reconstruction's
 discretisation: the object lives on a grid `upsample` times finer than the object
@@ -15,10 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from .data import Scan
-from .physics import far_field, scale_probe
 
 
 @dataclass
@@ -198,57 +193,3 @@ def simulate(spec: ScanSpec, obj_fine: np.ndarray | None = None) -> dict:
         "ycoords": y.astype(np.float64),
         "scan_index": np.arange(m, dtype=np.int64),
     }
-
-
-def random_object(shape, rng) -> np.ndarray:
-    """A generic random sample for training data: amplitude and phase are independent
-    random fields with power spectra 1/f^beta (beta drawn from 2..4, from rough to
-    smooth; natural images lie in this range), phase rms 0.2-0.6 rad, amplitude
-    dipping by 5-30 % below 1. Deliberately not the fixture's recipe (no disks, bars or
-    stars), so a model trained on such samples is not told what the test objects are."""
-
-    def field(beta):
-        fy = np.fft.fftfreq(shape[0])[:, None]
-        fx = np.fft.fftfreq(shape[1])[None, :]
-        f = np.hypot(fy, fx)
-        f[0, 0] = 1.0
-        spec = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * f ** (-beta / 2)
-        spec[0, 0] = 0.0
-        out = np.fft.ifft2(spec).real
-        return out / out.std()
-
-    phase = field(rng.uniform(2, 4)) * rng.uniform(0.2, 0.6)
-    amp = field(rng.uniform(2, 4))
-    amp = 1.0 - rng.uniform(0.05, 0.3) * (amp - amp.min()) / np.ptp(amp)
-    return amp * np.exp(1j * phase)
-
-
-def simulate_like(scan, seed: int, noise: bool = True, chunk: int = 256):
-    """A scan with `scan`'s probe, positions and photons per pattern, of a random object
-    (random_object) with Poisson noise (noise=False: the expected counts), through the reconstruction's forward model: the
-    window cut at each position's integer part, the probe moved by the fractional part
-    with a Fourier phase ramp (as the iterative solver does). Training on such scans
-    beside the measured one teaches the network to invert patterns of other objects."""
-    rng = np.random.default_rng(seed)
-    n, m = scan.n, len(scan.x)
-    # the positions moved next to the canvas origin (a file's may start anywhere)
-    y = scan.y - np.floor(scan.y.min()) + n / 2 + 1
-    x = scan.x - np.floor(scan.x.min()) + n / 2 + 1
-    obj = random_object((int(np.floor(y.max() - n / 2)) + n + 1, int(np.floor(x.max() - n / 2)) + n + 1), rng)
-    top, left = y - n / 2, x - n / 2  # object coordinate of each window's pixel 0
-    iy, ix = np.floor(top).astype(int), np.floor(left).astype(int)
-    frac = torch.from_numpy(np.stack([top - iy, left - ix], 1))
-    q = torch.fft.fftfreq(n, dtype=torch.float64)
-    probe = torch.from_numpy(scale_probe(scan.probe.astype(np.complex128), scan.nphotons).astype(np.complex64))
-    obj_t = torch.from_numpy(obj.astype(np.complex64))
-    r = np.arange(n)
-    amplitude = np.empty((m, n, n), np.float32)
-    for s in range(0, m, chunk):
-        b = slice(s, min(s + chunk, m))
-        ramp = torch.exp(-2j * torch.pi * (frac[b, 0, None, None] * q[None, :, None]
-                                           + frac[b, 1, None, None] * q[None, None, :])).to(torch.complex64)
-        shifted = torch.fft.ifft2(torch.fft.fft2(probe.expand(len(ramp), -1, -1)) * ramp)
-        windows = obj_t[torch.from_numpy((iy[b, None] + r)[:, :, None]), torch.from_numpy((ix[b, None] + r)[:, None, :])]
-        intensity = far_field(shifted * windows).abs().square().double().numpy()
-        amplitude[b] = np.sqrt(rng.poisson(intensity) if noise else intensity)
-    return Scan(amplitude, scan.probe, x, y, scan.nphotons, obj.astype(np.complex64))

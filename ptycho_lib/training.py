@@ -15,11 +15,10 @@ from torch.utils.data import DataLoader
 
 from . import runtime
 from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launcher_child
-from .data import GroupDataset, Scan, ScansDataset, input_scale, make_groups, split_rows
+from .data import GroupDataset, Scan, ScansDataset, input_scale, make_groups, simulate_like, split_rows
 from .model import PINN
 from .physics import scale_probe
 from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
-from .simulate import simulate_like
 
 
 def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int, scale: float, prepare):
