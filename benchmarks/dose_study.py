@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,19 +24,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ptycho_lib.bundle import export_checkpoint, load_network  # noqa: E402
-from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig  # noqa: E402
-from ptycho_lib.contract import canonicalise  # noqa: E402
-from ptycho_lib.data import scan_from  # noqa: E402
-from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
-from ptycho_lib.metrics import compare  # noqa: E402
-from ptycho_lib.physics import scale_probe  # noqa: E402
-from ptycho_lib.reconstruct import reconstruct  # noqa: E402
-from ptycho_lib.simulate import ScanSpec, simulate  # noqa: E402
-from ptycho_lib.stitch import scanned_region  # noqa: E402
-from ptycho_lib.training import train  # noqa: E402
+from ptycho_lib.bundle import export_checkpoint, load_network
+from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
+from ptycho_lib.contract import canonicalise
+from ptycho_lib.scan import scan_from
+from ptycho_lib.iterative import Solver, SolverConfig
+from ptycho_lib.metrics import compare
+from ptycho_lib.physics import scale_probe
+from ptycho_lib.reconstruct import reconstruct
+from ptycho_lib.simulate import ScanSpec, simulate
+from ptycho_lib.geometry import scanned_region
+from ptycho_lib.training import train
 
 
 def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iterations: int, refine_iterations: int,
@@ -55,7 +53,7 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     export_checkpoint(ckpt, work / "wts.h5.zip")
     net, _ = load_network(work / "wts.h5.zip", n=scan.n)
     t = time.perf_counter()
-    pinn = reconstruct(net, scan, InferConfig(), "cpu")["object"]
+    pinn = reconstruct(net, scan, InferConfig(), "cpu").object
     row["pinn"] = {**_scores(pinn, scan.obj, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
     t = time.perf_counter()

@@ -18,26 +18,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import scans  # noqa: E402
-from ptycho_lib.bundle import export_checkpoint, load_network  # noqa: E402
-from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig  # noqa: E402
-from ptycho_lib.contract import canonicalise  # noqa: E402
-from ptycho_lib.data import scan_from  # noqa: E402
-from ptycho_lib.io import read_npz  # noqa: E402
-from ptycho_lib.metrics import compare  # noqa: E402
-from ptycho_lib.reconstruct import reconstruct  # noqa: E402
-from ptycho_lib.stitch import scanned_region  # noqa: E402
-from ptycho_lib.training import train  # noqa: E402
+import scans
+from ptycho_lib.bundle import export_checkpoint, load_network
+from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
+from ptycho_lib.contract import canonicalise
+from ptycho_lib.scan import scan_from
+from ptycho_lib.io import read_npz
+from ptycho_lib.metrics import compare
+from ptycho_lib.reconstruct import reconstruct
+from ptycho_lib.geometry import scanned_region
+from ptycho_lib.training import train
 
 SCORES = ("phase_ssim", "amplitude_ssim", "frc_resolution_cycles_per_pixel")
 
@@ -52,7 +49,7 @@ def main():
     p.add_argument("--simulated-scans", type=int, default=0, help="the transferred model's random-object scans")
     p.add_argument("--transfer-epochs", type=int, help="the transferred model's epochs (default: --epochs)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/generalisation.json"))
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks/generalisation.json"))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     info = scans.machine("cpu")
@@ -72,7 +69,7 @@ def main():
         rows[name] = {"trained_on": str(source), "simulated_scans": sims, "epochs": epochs, "train_s": train_s}
         for target in (a.test, a.train):  # the test scan's scores first: they are the claim
             scan = by_path[target]
-            s = compare(reconstruct(net, scan, InferConfig(), "cpu")["object"], scan.obj, scanned_region(scan.x, scan.y))
+            s = compare(reconstruct(net, scan, InferConfig(), "cpu").object, scan.obj, scanned_region(scan.x, scan.y))
             rows[name]["scores" if target == a.test else f"scores_on_{target.stem}"] = {k: s[k] for k in SCORES}
             print(f"{target.name} by the model trained on {source.name} + {sims} simulated, {epochs} epochs "
                   f"({train_s:4.0f} s of training): " + "  ".join(f"{k} {s[k]:.3f}" for k in SCORES), flush=True)

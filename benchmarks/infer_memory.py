@@ -31,8 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_BYTES = 4e9
 
@@ -44,7 +42,7 @@ def child(a) -> None:
 
     import scans
     from ptycho_lib.config import InferConfig
-    from ptycho_lib.data import load_scan
+    from ptycho_lib.scan import load_scan
     from ptycho_lib.reconstruct import reconstruct
 
     torch.set_num_threads(a.threads)
@@ -56,8 +54,8 @@ def child(a) -> None:
         timings = {}
         rec = reconstruct(net, scan, InferConfig(), "cpu", timings=timings,
                           **({"patch_memory": 1 << 62} if a.mode == "in-memory" else {}))
-        out.update(seconds=time.perf_counter() - t, m=len(scan.x), canvas=list(rec["object"].shape),
-                   lit_fraction=float(np.mean(rec["weight"] > 0)), **{f"{k}_s": v for k, v in timings.items()})
+        out.update(seconds=time.perf_counter() - t, m=len(scan.x), canvas=list(rec.object.shape),
+                   lit_fraction=float(np.mean(rec.weight > 0)), **{f"{k}_s": v for k, v in timings.items()})
     print(json.dumps(out), flush=True)
 
 
@@ -87,7 +85,7 @@ def main():
     p.add_argument("--bundle", help="model bundle whose network to run")
     p.add_argument("--arch", help="PtychoNet keyword arguments as JSON")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "infer_memory.json")
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks") / "infer_memory.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="streaming", help=argparse.SUPPRESS)
     a = p.parse_args()

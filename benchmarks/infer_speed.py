@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,18 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import scans  # noqa: E402
+import scans
 
-from ptycho_lib import reconstruct as recon_module  # noqa: E402
-from ptycho_lib.config import InferConfig  # noqa: E402
-from ptycho_lib.data import load_scan  # noqa: E402
-from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
-from ptycho_lib.metrics import compare  # noqa: E402
-from ptycho_lib.physics import scale_probe  # noqa: E402
-from ptycho_lib.stitch import scanned_region  # noqa: E402
+from ptycho_lib import reconstruct as recon_module
+from ptycho_lib.config import InferConfig
+from ptycho_lib.scan import load_scan
+from ptycho_lib.iterative import Solver, SolverConfig
+from ptycho_lib.metrics import compare
+from ptycho_lib.physics import scale_probe
+from ptycho_lib.geometry import scanned_region
 
 QUALITY_TOLERANCE = 0.01  # "converged": phase SSIM within this of the final pass's
 
@@ -72,7 +69,7 @@ def time_inference(net, path: Path, batch: int, variant: str = "auto") -> dict:
     finally:
         recon_module.inference_settings = settings
     return {"seconds": total, "load_s": loaded, **{f"{k}_s": v for k, v in timings.items()},
-            "patterns_per_s": len(scan.x) / total, "object": rec["object"]}
+            "patterns_per_s": len(scan.x) / total, "object": rec.object}
 
 
 def epie_to_convergence(canonical: dict, passes: int, every: int) -> dict:
@@ -106,7 +103,7 @@ def epie_to_convergence(canonical: dict, passes: int, every: int) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "infer_speed.json")
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks") / "infer_speed.json")
     p.add_argument("--ms", type=int, nargs="+", default=[1000, 4000], help="scan sizes M (1000 is always run)")
     p.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024], help="batch sizes at M = 1000")
     p.add_argument("--bundle", help="time this model bundle's network (architecture and weights)")

@@ -25,9 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import scans  # noqa: E402
+import scans
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +58,7 @@ def main():
     p.add_argument("--cores", type=int, default=8)
     p.add_argument("--no-main", action="store_true",
                    help="build only results/canonical/fly001.npz (seconds), then time the no-op rerun")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipeline_time.json")
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks") / "pipeline_time.json")
     p.add_argument("extra", nargs="*", help="further snakemake arguments (after --)")
     a = p.parse_args()
     target = "results/canonical/fly001.npz" if a.no_main else a.target

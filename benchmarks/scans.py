@@ -10,19 +10,17 @@ import json
 import os
 import platform
 import struct
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ptycho_lib.contract import canonicalise  # noqa: E402
-from ptycho_lib.io import write_npz  # noqa: E402
-from ptycho_lib.model import PtychoNet  # noqa: E402
-from ptycho_lib.simulate import ScanSpec, simulate  # noqa: E402
+from ptycho_lib.contract import canonicalise
+from ptycho_lib.io import write_npz
+from ptycho_lib.model import PtychoNet
+from ptycho_lib.simulate import ScanSpec, simulate
 
 
 def machine(device: str = "cpu") -> dict:

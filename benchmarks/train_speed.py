@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -33,20 +32,19 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import scans  # noqa: E402
-from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig  # noqa: E402
-from ptycho_lib.contract import canonicalise  # noqa: E402
-from ptycho_lib.data import Scan, scan_from, split_rows  # noqa: E402
-from ptycho_lib.io import read_npz  # noqa: E402
-from ptycho_lib.iterative import Solver, SolverConfig  # noqa: E402
-from ptycho_lib.metrics import compare  # noqa: E402
-from ptycho_lib.physics import scale_probe  # noqa: E402
-from ptycho_lib.reconstruct import reconstruct  # noqa: E402
-from ptycho_lib.stitch import scanned_region  # noqa: E402
-from ptycho_lib.training import train  # noqa: E402
+import scans
+from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
+from ptycho_lib.contract import canonicalise
+from ptycho_lib.data import split_rows
+from ptycho_lib.scan import Scan, scan_from
+from ptycho_lib.io import read_npz
+from ptycho_lib.iterative import Solver, SolverConfig
+from ptycho_lib.metrics import compare
+from ptycho_lib.physics import scale_probe
+from ptycho_lib.reconstruct import reconstruct
+from ptycho_lib.geometry import scanned_region
+from ptycho_lib.training import train
 
 
 def band(scan: Scan, rows: np.ndarray) -> tuple[slice, slice]:
@@ -71,7 +69,7 @@ class Scorer(Callback):
             return
         training = module.training
         module.eval()
-        obj = reconstruct(module.net, self.scan, InferConfig(), str(module.device))["object"]
+        obj = reconstruct(module.net, self.scan, InferConfig(), str(module.device)).object
         module.train(training)
         whole = compare(obj, self.scan.obj, scanned_region(self.scan.x, self.scan.y))
         row = {"epoch": epoch, "train_s": round(self.train_s, 2), "patterns_per_s": epoch * self.per_epoch / self.train_s,
@@ -91,7 +89,7 @@ class Scorer(Callback):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", type=Path, default=Path("resources/fly001.npz"), help="raw scan with objectGuess")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks/train_speed.json"))
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--width", type=int, default=ModelConfig.width)

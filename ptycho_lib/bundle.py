@@ -1,4 +1,4 @@
-"""The model bundle `wts.h5.zip` (DESIGN.md section 5).
+"""The model bundle `wts.h5.zip` (docs/design.md, "Model bundle").
 
 Two members: `manifest.json` (format, backend, architecture, scales, provenance and
 the SHA-256 of every other member) and `wts.h5` (one HDF5 dataset per tensor).

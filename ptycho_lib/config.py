@@ -1,9 +1,14 @@
-"""Typed configuration, built in one place: defaults (here) < config files < CLI flags.
+"""Every setting of every stage, declared once: defaults (here) < config files < CLI flags.
 
-Each dataclass field carries its command-line flag, help text and valid range, so the
-scripts' argparse surfaces are generated from these classes and cannot drift from them.
-`build` also resolves the deprecated flags and checks combinations of values; every
-error names the flag (or the config file and key) at fault.
+Each dataclass field carries its help text, valid range and the programs that use
+it. From these declarations come the scripts' argparse flags (`add_arguments`), the
+flags the workflow's rules pass (`cli_flags`), the JSON schema Snakemake validates
+config/config.yaml against and the key tables of config/README.md and docs/cli.md
+(ptycho_lib.config_docs, checked by tests/test_config_docs.py). A flag is the key's
+name with dashes; a few keep an older spelling as a deprecated alias. `build` also
+resolves the deprecated flags and checks combinations of values; every error names
+the flag (or the config file and key) at fault. This module imports nothing heavy:
+the workflow imports it to write its rules' command lines.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import importlib
 import logging
 import operator
 import os
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,123 +29,202 @@ import yaml
 
 log = logging.getLogger(__name__)
 
+LAYOUTS = ("auto", "stack_first", "stack_last")
+MEASUREMENTS = ("auto", "counts", "amplitude", "intensity")
+FORMATS = ("npz", "cxi", "ptychodus")
 
-def opt(default, flag: str, help: str, choices=None, *, type=None, min=None, max=None, above=None, only=None):
-    """A field with its CLI flag and valid range (min/max inclusive, above exclusive).
-    `type` is needed when the default is None; `only` names the one program ('train'
-    or 'infer') that shows the flag."""
-    return field(default=default, metadata={"flag": flag, "help": help, "choices": choices,
-                                            "type": type or builtins.type(default),
-                                            "min": min, "max": max, "above": above, "only": only})
+
+def opt(default, help: str, *, flag=None, aliases=(), choices=None, type=None, min=None, max=None, above=None,
+        only=None, pattern=None, multiple_of=None, nargs=None, rule=True, config=True):
+    """A setting: its default and help, the CLI flag (default: --name-with-dashes) and
+    deprecated `aliases`, valid values (choices; min/max inclusive, above exclusive; a
+    regex `pattern`; `multiple_of`), `type` (needed when the default is None), `nargs`
+    for a list of values, `only` (the programs that take it; default: every program of
+    its section). rule=False: the workflow passes it itself (threads, accelerator),
+    not from config; config=False: a command-line switch with no config key."""
+    return field(default=default, metadata={
+        "flag": flag, "aliases": aliases, "help": help, "choices": choices, "type": type or builtins.type(default),
+        "min": min, "max": max, "above": above, "only": only, "pattern": pattern, "multiple_of": multiple_of,
+        "nargs": nargs, "rule": rule, "config": config})
+
+
+@dataclass
+class DatasetConfig:
+    layout: str = opt("auto", "stack order of the patterns: stack_first (M, N, N) or stack_last (N, N, M); set it "
+                      "when M = N makes auto ambiguous", choices=LAYOUTS, only=("validate", "transpose"))
+    measurement: str = opt("auto", "what the patterns hold: counts, amplitude (sqrt of counts) or intensity (float "
+                           "counts); auto takes integers and whole-number floats as counts, other floats as "
+                           "amplitudes (CXI and ptychodus files: counts unless amplitude)", choices=MEASUREMENTS)
+    nphotons: float | None = opt(None, "mean photons per pattern, for files holding rescaled amplitudes (sets the "
+                                 "photon scale of the physics); null = from the data", type=float, above=0.0,
+                                 only=("transpose",))
+    sha256: str = opt("", "expected SHA-256 of the raw file (of the CXI file or diffraction.h5 for those formats); "
+                      "empty = not checked", pattern=r"^([0-9a-fA-F]{64})?$", only=("convert", "validate"))
+    format: str = opt("auto", "raw format: auto (a folder is a ptychodus scan, a .npz file an NPZ, any other file "
+                      "CXI/HDF5), npz, cxi or ptychodus", choices=("auto", *FORMATS), only=("convert",))
+    flip_x: bool = opt(False, "negate the x positions read from a CXI or ptychodus file (tools disagree on the sign "
+                       "of CXI translations: a mirrored patchwork with a high loss is the symptom)", only=("convert",))
+    flip_y: bool = opt(False, "negate the y positions read from a CXI or ptychodus file", only=("convert",))
+    transpose_positions: bool = opt(False, "swap the x and y positions (applied before the flips)",
+                                    only=("convert",))
+    beam_center: list | None = opt(None, "[row, column] of the beam centre on the detector, around which the "
+                                   "patterns are cropped; null = the detector's centre pixel", type=float, nargs=2,
+                                   only=("convert",))
+    pattern_size: int | None = opt(None, "crop the patterns to N x N around the beam centre; null = the probe's "
+                                   "size (without a probe: the largest multiple of 16 that fits)", type=int, min=16,
+                                   multiple_of=16, only=("convert",))
 
 
 @dataclass
 class DataConfig:
-    gridsize: int = opt(2, "--gridsize", "patterns per training sample along each axis (C = gridsize^2)", min=1)
-    neighbours: int = opt(6, "--neighbours", "group members are drawn from a seed's K nearest positions", min=1)
-    n_groups: int = opt(0, "--n_images", "training groups per epoch (0 = one per training pattern)", min=0)
-    val_fraction: float = opt(0.1, "--val-fraction", "fraction of the scan (a band of rows) held out for validation",
-                              min=0.0, max=0.99)
-    simulated_scans: int = opt(0, "--simulated-scans", "also train on this many scans of random objects simulated "
-                               "with the scan's probe, positions and dose (a model for other samples)", min=0)
+    gridsize: int = opt(2, "patterns per training sample along each axis: groups of gridsize^2 tied by the overlap "
+                        "constraint (3 takes about 2.3x the training time; README, dose study)", min=1, max=4)
+    neighbours: int = opt(6, "group members are drawn from a seed's K nearest positions", min=1)
+    n_groups: int = opt(0, "training groups per epoch (0 = one per training pattern)", min=0, aliases=("--n_images",))
+    val_fraction: float = opt(0.1, "fraction of the scan, a band of whole rows, held out for validation (no "
+                              "position shared with training)", min=0.0, max=0.99)
+    simulated_scans: int = opt(0, "also train on this many scans of random objects simulated with the scan's probe, "
+                               "positions and dose (validation stays on the measured scan; each adds the scan's "
+                               "length to every epoch; README, generalisation)", min=0)
 
 
 @dataclass
 class ModelConfig:
-    width: int = opt(16, "--width", "channels of the first encoder level (doubled twice further down)", min=4)
-    loss: str = opt("poisson", "--loss", "training loss", choices=("poisson", "mae"))
-    norm: str = opt("batch", "--norm", "normalisation after each convolution", choices=("batch", "none"))
-    input_transform: str = opt("sqrt", "--input-transform", "applied to the scaled amplitudes the network sees",
-                               choices=("sqrt", "none"))
-    align_phase: bool = opt(True, "--align-phase", "bring group members to one common global phase "
-                            "before the overlap constraint")
-    estimate_iterations: int = opt(10, "--estimate-iterations", "iterations of the per-pattern object estimate "
-                                   "the network sees beside the pattern (0 = the pattern alone)", min=0)
-    skips: bool = opt(True, "--skips", "join each decoder level with the encoder's features of the same size "
-                      "(U-Net)")
+    width: int = opt(16, "channels of the first encoder level (doubled twice further down; compute grows with its "
+                     "square)", min=4)
+    loss: str = opt("poisson", "training loss: Poisson NLL of the counts (per photon) or mean absolute amplitude "
+                    "error", choices=("poisson", "mae"))
+    norm: str = opt("batch", "normalisation after each convolution (batch trains several times faster here)",
+                    choices=("batch", "none"))
+    input_transform: str = opt("sqrt", "applied to the scaled amplitudes the network sees (sqrt lifts the dark "
+                               "field)", choices=("sqrt", "none"))
+    align_phase: bool = opt(True, "bring group members to one common global phase before the overlap constraint "
+                            "(a pattern does not determine its patch's global phase)")
+    estimate_iterations: int = opt(10, "iterations of the per-pattern object estimate (error reduction with the "
+                                   "known probe) the network sees beside the pattern (0 = the pattern alone)", min=0)
+    skips: bool = opt(True, "join each decoder level with the encoder's features of the same size (U-Net)")
 
 
 @dataclass
 class TrainConfig:
-    max_epochs: int = opt(30, "--max_epochs", "training epochs", min=1)
-    batch_size: int = opt(8, "--batch_size", "groups per forward pass", min=1)
-    accumulate_grad_batches: int = opt(1, "--accumulate-grad-batches",
-                                       "batches whose gradients are summed per optimiser step", min=1)
-    learning_rate: float = opt(1e-3, "--learning-rate", "Adam learning rate", above=0.0)
-    seed: int = opt(0, "--seed", "seed for grouping, initialisation and shuffling", min=0)
-    deterministic: bool = opt(True, "--deterministic", "use deterministic algorithms (bit-identical CPU reruns)")
-    checkpoint_save_top_k: int = opt(1, "--checkpoint-save-top-k",
-                                     "best checkpoints kept in checkpoints/ (-1 = every epoch)", min=-1)
-    checkpoint_monitor: str = opt("val_loss", "--checkpoint-monitor", "metric that picks the best checkpoint "
-                                  "(also watched by early stopping and the plateau scheduler)",
+    max_epochs: int = opt(30, "training epochs (early stopping may end sooner)", min=1, aliases=("--max_epochs",))
+    batch_size: int = opt(8, "groups per forward pass", min=1, aliases=("--batch_size",))
+    accumulate_grad_batches: int = opt(1, "batches whose gradients are summed per optimiser step: 2 x batch 8 takes "
+                                       "the steps of batch 16 in half the memory", min=1)
+    learning_rate: float = opt(1e-3, "Adam learning rate", above=0.0)
+    seed: int = opt(0, "seed for grouping, initialisation and shuffling", min=0)
+    deterministic: bool = opt(True, "use deterministic algorithms (bit-identical CPU reruns)")
+    checkpoint_save_top_k: int = opt(1, "best checkpoints kept in checkpoints/ (-1 = every epoch; 0 is refused: "
+                                     "the best one is exported)", min=-1)
+    checkpoint_monitor: str = opt("val_loss", "metric that picks the exported checkpoint (also watched by early "
+                                  "stopping and the plateau scheduler); val_loss needs validation data",
                                   choices=("val_loss", "train_loss"))
-    checkpoint_mode: str = opt("min", "--checkpoint-mode", "whether the lowest or highest monitored value is best",
-                               choices=("min", "max"))
-    early_stop_patience: int = opt(0, "--early-stop-patience",
-                                   "stop after this many epochs without improvement of the monitor (0 = off)", min=0)
-    logger: str = opt("csv", "--logger", "experiment logger writing under OUTPUT_DIR/logs/ "
-                      "(metrics.csv is written in every case)", choices=("csv", "tensorboard", "mlflow", "none"))
-    scheduler: str = opt("cosine", "--scheduler", "learning-rate schedule, stepped once per epoch",
+    checkpoint_mode: str = opt("min", "whether the lowest or highest monitored value is best", choices=("min", "max"))
+    early_stop_patience: int = opt(0, "stop after this many epochs without improvement of the monitor (0 = off)",
+                                   min=0)
+    logger: str = opt("csv", "experiment logger writing under OUTPUT_DIR/logs/ (metrics.csv is written in every "
+                      "case; tensorboard and mlflow are optional extras)",
+                      choices=("csv", "tensorboard", "mlflow", "none"))
+    scheduler: str = opt("cosine", "learning-rate schedule, stepped once per epoch",
                          choices=("none", "step", "plateau", "cosine"))
-    scheduler_step_size: int = opt(10, "--scheduler-step-size", "step: epochs between learning-rate cuts", min=1)
-    scheduler_gamma: float = opt(0.5, "--scheduler-gamma", "step, plateau: factor applied at each cut",
-                                 above=0.0, max=1.0)
-    scheduler_patience: int = opt(3, "--scheduler-patience",
-                                  "plateau: epochs without improvement of the monitor before a cut", min=0)
-    scheduler_min_lr: float = opt(0.0, "--scheduler-min-lr", "plateau, cosine: lowest learning rate", min=0.0)
-    scheduler_t_max: int = opt(0, "--scheduler-t-max", "cosine: epochs of the half cosine (0 = --max_epochs)", min=0)
-    precision: str = opt("auto", "--precision", "arithmetic of the network while training: bf16 (mixed: bfloat16 "
-                         "convolutions, float32 weights and physics), fp32, or auto (bf16 where the hardware computes "
-                         "it natively: CUDA with bf16, or a CPU with AVX512-BF16 or AMX)", choices=("auto", "fp32", "bf16"))
+    scheduler_step_size: int = opt(10, "step: epochs between learning-rate cuts", min=1)
+    scheduler_gamma: float = opt(0.5, "step, plateau: factor applied at each cut", above=0.0, max=1.0)
+    scheduler_patience: int = opt(3, "plateau: epochs without improvement of the monitor before a cut", min=0)
+    scheduler_min_lr: float = opt(0.0, "plateau, cosine: lowest learning rate", min=0.0)
+    scheduler_t_max: int = opt(0, "cosine: epochs of the half cosine (0 = max_epochs)", min=0)
+    precision: str = opt("auto", "arithmetic of the network while training: bf16 (mixed: bfloat16 convolutions, "
+                         "float32 weights and physics), fp32, or auto (bf16 where the hardware computes it natively: "
+                         "CUDA with bf16, or a CPU with AVX512-BF16 or AMX)", choices=("auto", "fp32", "bf16"))
 
 
 @dataclass
 class InferConfig:
-    n_images: int = opt(0, "--n_images", "reconstruct from the first N patterns of the scan (0 = all)", min=0)
-    batch_size: int = opt(0, "--inference-batch-size", "patterns per forward pass (bounds memory; 0 = the "
-                          "device's own, 256 on CPU, 4096 on CUDA)", min=0)
-    stitch: str = opt("fourier", "--stitch", "sub-pixel placement of patches", choices=("fourier", "bilinear"))
-    middle_trim: int = opt(0, "--middle-trim", "use only the central N - 2*trim pixels of each patch (0 = all)",
-                           min=0)
-    pad_eval: bool = opt(False, "--pad-eval", "grow the object canvas beyond the scan's objectGuess so edge "
-                         "windows are stitched whole")
-    align_phase: bool = opt(True, "--align-phase", "solve for each patch's global phase from the overlaps "
-                            "before stitching")
+    n_images: int = opt(0, "reconstruct from the first N patterns of the scan (0 = all)", min=0,
+                        aliases=("--n_images",))
+    batch_size: int = opt(0, "patterns per forward pass (bounds memory; 0 = the device's own, 256 on CPU, 4096 on "
+                          "CUDA)", flag="--inference-batch-size", min=0)
+    stitch: str = opt("fourier", "sub-pixel placement of patches", choices=("fourier", "bilinear"))
+    middle_trim: int = opt(0, "use only the central N - 2*trim pixels of each patch (0 = all, weighted by the "
+                           "probe intensity)", min=0)
+    pad_eval: bool = opt(False, "grow the object canvas beyond the scan's objectGuess so edge windows are "
+                         "stitched whole (the reconstruction's origin says where the reference frame sits)")
+    align_phase: bool = opt(True, "solve for each patch's global phase from the overlaps before stitching")
+
+
+@dataclass
+class SolverConfig:
+    iterations: int = opt(100, "passes over all positions for the baseline (from a flat object)", min=1,
+                          only=("baseline",))
+    refine_iterations: int = opt(30, "passes when refining the network's reconstruction", min=1, only=("refined",))
+    batch_size: int = opt(32, "positions whose updates are summed into one step", min=1)
+    alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0)
+    probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)")
+    seed: int = opt(0, "order in which positions are visited", min=0)
+
+
+@dataclass
+class RenderConfig:
+    dpi: int = opt(120, "resolution of the PNGs (reconstructions and loss curves)", min=30)
+    positions: bool = opt(False, "overlay the scan positions on the amplitude", only=("render",))
 
 
 @dataclass
 class ExecConfig:
-    accelerator: str = opt("auto", "--accelerator", "device to run on (auto: CUDA, else MPS, else CPU)",
-                           choices=("auto", "cpu", "gpu", "cuda", "mps"))
-    devices: int = opt(1, "--devices", "devices (or CPU processes) to train on; more than 1 trains with DDP",
-                       min=1, only="train")
-    threads: int = opt(2, "--threads", "CPU cores of the job; torch uses those the data-loader workers leave",
-                       min=1)
-    num_workers: int = opt(0, "--num-workers", "data-loader worker processes", min=0)
-    prefetch_factor: int = opt(0, "--prefetch-factor", "batches each worker loads ahead (0 = DataLoader "
-                               "default, 2); needs --num-workers > 0", min=0, only="train")
-    persistent_workers: bool | None = opt(None, "--persistent-workers", "keep workers alive between epochs "
-                                          "(default: on when --num-workers > 0)", type=bool, only="train")
-    quiet: bool = opt(False, "--quiet", "no progress bars or summaries")
+    accelerator: str = opt("auto", "device to run on (auto: CUDA, else MPS, else CPU; the log says which); "
+                           "gpu/cuda request gpu = devices from the scheduler", choices=("auto", "cpu", "gpu", "cuda",
+                                                                                          "mps"),
+                           only=("train", "infer"), rule=False)
+    devices: int = opt(1, "devices (or CPU processes) to train on; more than 1 trains with DDP", min=1,
+                       only=("train",))
+    threads: int = opt(2, "CPU cores of the job, loader workers included; torch uses threads - num_workers (capped "
+                       "by Snakemake's --cores)", min=1, rule=False)
+    num_workers: int = opt(0, "data-loader worker processes (the data are in memory: 0 is fastest on CPU)", min=0,
+                           only=("train", "infer"))
+    prefetch_factor: int = opt(0, "batches each worker loads ahead (0 = DataLoader default, 2); needs "
+                               "num_workers > 0", min=0, only=("train",))
+    persistent_workers: bool | None = opt(None, "keep workers alive between epochs (default: on when "
+                                          "num_workers > 0)", type=bool, only=("train",))
+    quiet: bool = opt(False, "no progress bars or summaries", only=("train", "infer"), rule=False, config=False)
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig,
-            "execution": ExecConfig}
+SECTIONS = {"dataset": DatasetConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+            "infer": InferConfig, "solver": SolverConfig, "render": RenderConfig, "execution": ExecConfig}
+# the sections each program (script) reads its settings from
+PROGRAMS = {"convert": ("dataset",), "validate": ("dataset",), "transpose": ("dataset",),
+            "train": ("data", "model", "train", "execution"), "infer": ("infer", "execution"),
+            "baseline": ("solver", "execution"), "refined": ("solver", "execution"),
+            "render": ("render",), "loss_curve": ("render",)}
 # optional experiment loggers: the module they need and how to install it
 LOGGER_EXTRAS = {"tensorboard": ("tensorboard", "pip install 'ptycho_lib[tensorboard]' (or: pip install tensorboard)"),
                  "mlflow": ("mlflow", "pip install 'ptycho_lib[mlflow]' (or: pip install mlflow-skinny)")}
 DEVICE_TO_ACCELERATOR = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda", "mps": "mps", "auto": "auto"}
 
 
-def _fields(sec, program=None):
-    return [f for f in dataclasses.fields(SECTIONS[sec]) if program is None or f.metadata["only"] in (None, program)]
+def flag(f: dataclasses.Field) -> str:
+    """The command-line flag of a setting."""
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def fields(section: str, program: str | None = None) -> list[dataclasses.Field]:
+    """The settings of a section (those `program` takes, else all)."""
+    return [f for f in dataclasses.fields(SECTIONS[section])
+            if program is None or f.metadata["only"] is None or program in f.metadata["only"]]
 
 
 def _check(f, value, source):
     md = f.metadata
-    expected = md["type"]
     if value is None and f.default is None:
         return None
+    if md["nargs"]:
+        if not isinstance(value, (list, tuple)) or len(value) != md["nargs"]:
+            raise ValueError(f"{source} must be a list of {md['nargs']} numbers, got {value!r}")
+        return [_check_one(f, v, source) for v in value]
+    return _check_one(f, value, source)
+
+
+def _check_one(f, value, source):
+    md = f.metadata
+    expected = md["type"]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
@@ -148,24 +234,50 @@ def _check(f, value, source):
     for key, op, ok in (("min", ">=", operator.ge), ("above", ">", operator.gt), ("max", "<=", operator.le)):
         if md[key] is not None and not ok(value, md[key]):
             raise ValueError(f"{source} must be {op} {md[key]}, got {value!r}")
+    if md["multiple_of"] and value % md["multiple_of"]:
+        raise ValueError(f"{source} must be a multiple of {md['multiple_of']}, got {value!r}")
+    if md["pattern"] and not re.fullmatch(md["pattern"], value):
+        raise ValueError(f"{source} has the wrong form, got {value!r}")
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser, sections, program: str | None = None) -> None:
-    """One flag per field of the given sections (those of `program`, else all), defaults shown
-    from the dataclasses, plus --config and the deprecated flags."""
+class _Spelled(argparse._StoreAction):
+    """A flag stored under one name whatever its spelling; an old spelling is noted for
+    build() to warn about once."""
+
+    def __init__(self, option_strings, dest, old=(), **kw):
+        self.old = old
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        if option_string in self.old:
+            new = self.option_strings[0]
+            namespace._old_spellings = [*getattr(namespace, "_old_spellings", []), (option_string, new)]
+
+
+def add_flag(parser, new: str, *old: str, **kw) -> None:
+    """`new` as an argparse option, with `old` spellings accepted as deprecated aliases
+    (one warning each when used)."""
+    parser.add_argument(new, *old, action=_Spelled, old=old, **kw)
+
+
+def add_arguments(parser: argparse.ArgumentParser, program: str) -> None:
+    """One flag per setting `program` takes, defaults shown from the declarations,
+    plus --config and the deprecated flags."""
+    sections = PROGRAMS[program]
     for sec in sections:
         group = parser.add_argument_group(sec)
-        for f in _fields(sec, program):
+        for f in fields(sec, program):
             md, dest = f.metadata, f"{sec}.{f.name}"
-            default = "" if "default:" in md["help"] else f" (default: {f.default})"
+            shown = f.default if f.default is not None else "none"
+            help = md["help"] + ("" if "default:" in md["help"] else f" (default: {shown})")
             if md["type"] is bool:
-                group.add_argument(md["flag"], dest=dest, action=argparse.BooleanOptionalAction,
-                                   default=None, help=md["help"] + default)
+                group.add_argument(flag(f), dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help)
             else:
-                group.add_argument(md["flag"], dest=dest, type=md["type"], default=None, choices=md["choices"],
-                                   metavar=None if md["choices"] else md["type"].__name__.upper(),
-                                   help=md["help"] + default)
+                add_flag(group, flag(f), *md["aliases"], dest=dest, type=md["type"], default=None,
+                         choices=md["choices"], nargs=md["nargs"], help=help,
+                         metavar=None if md["choices"] else md["type"].__name__.upper())
     parser.add_argument("--config", type=Path, action="append", default=[],
                         help="YAML file with sections " + ", ".join(sections) + " (config/config.yaml fits); "
                         "repeat to merge several, later ones win; flags override them all")
@@ -173,9 +285,25 @@ def add_arguments(parser: argparse.ArgumentParser, sections, program: str | None
     if "execution" in sections:
         old.add_argument("--device", choices=tuple(DEVICE_TO_ACCELERATOR), default=None,
                          help="use --accelerator; taken as the accelerator only when --accelerator is not given")
-    if "train" in sections:
+    if program == "train":
         old.add_argument("--disable_mlflow", action="store_true",
                          help="use --logger none --quiet; turns logging and the progress bar off")
+
+
+def cli_flags(section: str, values: dict, program: str) -> str:
+    """The command-line flags (shell-quoted) that hand `values` (a config section) to
+    `program`: what the workflow's rules pass. Settings the rule passes itself and
+    null values are left out; booleans become --name / --no-name."""
+    out = []
+    for f in fields(section, program):
+        if not f.metadata["rule"] or values.get(f.name) is None:
+            continue
+        value = values[f.name]
+        if isinstance(value, bool):
+            out.append(flag(f) if value else "--no-" + flag(f)[2:])
+        else:
+            out.append(" ".join([flag(f), *map(shlex.quote, map(str, value if isinstance(value, list) else [value]))]))
+    return " ".join(out)
 
 
 def is_launcher_child() -> bool:
@@ -202,26 +330,28 @@ def _read_files(paths) -> dict:
     return merged
 
 
-def build(args: argparse.Namespace, sections, program: str | None = None) -> dict:
-    """Configuration objects for the given sections: defaults < --config files < flags,
-    then the deprecated flags, then the checks of combinations."""
+def build(args: argparse.Namespace, program: str) -> dict:
+    """Configuration objects for the sections of `program`: defaults < --config files <
+    flags, then the deprecated flags, then the checks of combinations."""
     files = _read_files(getattr(args, "config", None) or [])
     out, given = {}, set()
-    for sec in sections:
-        fields = {f.name: f for f in _fields(sec, program)}
+    for sec in PROGRAMS[program]:
+        taken = {f.name: f for f in fields(sec, program)}
         values = {}
-        known = {f.name for f in _fields(sec)}
+        known = {f.name for f in fields(sec) if f.metadata["config"]}
         for name, (path, value) in files.get(sec, {}).items():
             if name not in known:
                 raise ValueError(f"--config {path}: unknown key {sec}.{name}")
-            if name in fields:  # (keys of the other program's knobs are left alone)
-                values[name] = _check(fields[name], value, f"--config {path}: {sec}.{name}")
-        for f in fields.values():
+            if name in taken:  # (keys of the other programs' settings are left alone)
+                values[name] = _check(taken[name], value, f"--config {path}: {sec}.{name}")
+        for f in taken.values():
             v = getattr(args, f"{sec}.{f.name}", None)
             if v is not None:
-                values[f.name] = _check(f, v, f.metadata["flag"])
-                given.add(f.metadata["flag"])
+                values[f.name] = _check(f, v, flag(f))
+                given.add(flag(f))
         out[sec] = SECTIONS[sec](**values)
+    for old, new in dict.fromkeys(getattr(args, "_old_spellings", [])):
+        _warn(f"{old} is now spelled {new}; use that")
     _deprecated(args, out, given)
     validate(out)
     return out

@@ -1,4 +1,4 @@
-"""The NPZ data contract (DESIGN.md section 3): validation of raw files and their
+"""The NPZ data contract (docs/design.md, "Data contract"): validation of raw files and their
 conversion to the canonical layout every later stage reads."""
 
 from __future__ import annotations
@@ -8,16 +8,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .config import LAYOUTS, MEASUREMENTS
+from .geometry import windows_outside
 from .io import InputError
 from .neighbours import nearest_neighbours
+from .scan import GEOMETRY
 
-LAYOUTS = ("auto", "stack_first", "stack_last")
-# optional geometry, carried to the canonical file and the reconstruction when present:
-# key -> shape; the (2,) ones are (y, x). origin_m: metres of object pixel (0, 0), so
-# x metres = origin_m[1] + pixel_size_m[1] * xcoords (see ptycho_lib/formats.py)
-GEOMETRY = {"wavelength_m": (), "distance_m": (), "detector_pixel_size_m": (2,), "pixel_size_m": (2,),
-            "origin_m": (2,)}
-MEASUREMENTS = ("auto", "counts", "amplitude", "intensity")
 
 
 @dataclass
@@ -99,8 +95,7 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
         if obj.ndim != 2 or obj.dtype.kind not in "uifc" or not np.all(np.isfinite(obj)):
             raise InputError(path, f"'objectGuess' must be a finite 2-D array, got {obj.dtype} {obj.shape}")
         h, w = obj.shape
-        lo, hi = n / 2, n / 2 - 1  # a window centred on p spans [p - N/2, p + N/2 - 1]
-        bad = (x - lo < 0) | (x + hi > w - 1) | (y - lo < 0) | (y + hi > h - 1)
+        bad = windows_outside(y, x, n, obj.shape)
         if bad.any():
             j = int(np.argmax(bad))
             raise InputError(path, f"position {j} (x={x[j]:.2f}, y={y[j]:.2f}) puts its {n}x{n} window "

@@ -1,56 +1,17 @@
-"""Training data: the canonical scan, its input scaling, grouping and the split, and
-scans of random objects simulated like a measured one."""
+"""Training data: the input scaling, grouping and the split of a scan, and scans of
+random objects simulated like a measured one."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from .io import InputError, read_npz, release_pages
+from .geometry import apply_ramps, canvas_geometry, shift_ramps, window_origins
+from .io import release_pages
 from .neighbours import nearest_neighbours
-from .physics import apply_ramps, far_field, scale_probe, subpixel_ramps
-
-CANONICAL_KEYS = ("diffraction", "probeGuess", "xcoords", "ycoords", "nphotons")
-
-
-@dataclass
-class Scan:
-    amplitude: np.ndarray  # (M, N, N) float32, sqrt(counts)
-    probe: np.ndarray  # (N, N) complex64, as given in the file
-    x: np.ndarray  # (M,) float64, object pixels
-    y: np.ndarray
-    nphotons: float  # mean total counts per pattern
-    obj: np.ndarray | None = None  # reference object when present
-
-    @property
-    def n(self) -> int:
-        return self.amplitude.shape[-1]
-
-    @property
-    def positions(self) -> np.ndarray:
-        """(M, 2) as (y, x): the (row, column) order of every shift in this library."""
-        return np.stack([self.y, self.x], 1)
-
-
-def load_scan(path, mmap: bool = False) -> Scan:
-    """The canonical scan in `path`; with mmap the patterns stay in the file (a
-    read-only memory map, when transpose stored them uncompressed as it does) and are
-    read as they are used."""
-    raw = read_npz(path, mmap_keys=("diffraction",) if mmap else ())
-    missing = [k for k in CANONICAL_KEYS if k not in raw]
-    if missing:
-        raise InputError(path, f"not a canonical file (missing {', '.join(missing)}); run transpose first")
-    return scan_from(raw)
-
-
-def scan_from(canonical: dict) -> Scan:
-    """A Scan from the arrays of a canonical file (contract.canonicalise's output)."""
-    c = canonical
-    return Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]),
-                c.get("objectGuess"))
+from .physics import far_field, scale_probe
+from .scan import Scan
 
 
 def input_scale(amplitude: np.ndarray, chunk: int = 1024) -> float:
@@ -152,7 +113,7 @@ def simulate_like(scan: Scan, seed: int, noise: bool = True, chunk: int = 256):
     """A scan with `scan`'s probe, positions and photons per pattern, of a random object
     (random_object) with Poisson noise (noise=False: the expected counts), through the
     reconstruction's forward model: the window cut at each position's integer part, the
-    probe moved by the fractional part (subpixel_ramps, as the iterative solver does).
+    probe moved by the fractional part (as the iterative solver does).
     Training on such scans beside the measured one teaches the network to invert
     patterns of other objects."""
     rng = np.random.default_rng(seed)
@@ -160,18 +121,16 @@ def simulate_like(scan: Scan, seed: int, noise: bool = True, chunk: int = 256):
     # the positions moved next to the canvas origin (a file's may start anywhere)
     y = scan.y - np.floor(scan.y.min()) + n / 2 + 1
     x = scan.x - np.floor(scan.x.min()) + n / 2 + 1
-    # the canvas of stitch.canvas_geometry for these positions
-    obj = random_object((int(np.floor(y.max() - n / 2)) + n + 1, int(np.floor(x.max() - n / 2)) + n + 1), rng)
-    top, left = y - n / 2, x - n / 2  # object coordinate of each window's pixel 0
-    iy, ix = np.floor(top).astype(int), np.floor(left).astype(int)
-    frac = torch.from_numpy(np.stack([top - iy, left - ix], 1))
+    obj = random_object(canvas_geometry(x, y, n)[0], rng)
+    iy, ix, fy, fx = window_origins(y, x, n)
+    frac = torch.from_numpy(np.stack([fy, fx], 1))
     probe = torch.from_numpy(scale_probe(scan.probe.astype(np.complex128), scan.nphotons).astype(np.complex64))
     obj_t = torch.from_numpy(obj.astype(np.complex64))
     r = np.arange(n)
     amplitude = np.empty((m, n, n), np.float32)
     for s in range(0, m, chunk):
         b = slice(s, min(s + chunk, m))
-        ramp = subpixel_ramps(frac[b], n)
+        ramp = shift_ramps(frac[b], n)
         shifted = apply_ramps(probe.expand(len(ramp), -1, -1), ramp)
         windows = obj_t[torch.from_numpy((iy[b, None] + r)[:, :, None]), torch.from_numpy((ix[b, None] + r)[:, None, :])]
         intensity = far_field(shifted * windows).abs().square().double().numpy()

@@ -2,9 +2,9 @@
 
 Readers turn a CXI file (the interchange format of ptychodus, ptypy, cdtools and PyNX;
 NeXus NXcxi_ptycho is compatible) or a ptychodus pair (diffraction.h5 + product HDF5)
-into a raw NPZ of the data contract (DESIGN.md section 3): amplitudes cropped to N x N
+into a raw NPZ of the data contract (docs/design.md, "Data contract"): amplitudes cropped to N x N
 around the beam centre with bad pixels zeroed, the probe, positions in object pixels,
-`nphotons`, and the geometry as the optional keys of contract.GEOMETRY.
+`nphotons`, and the geometry as the optional keys of scan.GEOMETRY.
 `write_product` writes a reconstruction in ptychodus's HDF5 product layout.
 
 Geometry: wavelength = h c / E; object pixel size = wavelength * distance / (N * detector
@@ -16,18 +16,18 @@ the shift: x metres = origin_m[1] + pixel_size_m[1] * xcoords (after any flip/tr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .config import DatasetConfig
+from .file_types import PTYCHODUS_PRODUCTS, ptychodus_product
 from .io import InputError, atomic_path, available_memory, human_bytes
 
 HC = 6.62607015e-34 * 299792458.0  # Planck constant x speed of light, J m
 EV = 1.602176634e-19  # J per electronvolt
 MARGIN = 4  # object pixels between the outermost windows and the canvas edge
-FORMATS = ("npz", "cxi", "ptychodus")
 
 _DET = "entry_1/instrument_1/detector_1/"
 _SRC = "entry_1/instrument_1/source_1/"
@@ -42,18 +42,6 @@ CXI = {  # what the reader looks for, in order of preference
     "mask": (_DET + "mask",),
     "probe": (_SRC + "illumination", _SRC + "probe", "entry_1/instrument_1/probe", "entry_1/probe"),
 }
-PTYCHODUS_PRODUCTS = ("product-in.h5", "product.h5")
-
-
-@dataclass
-class ReadOptions:
-    """How positions and patterns are taken from the file (config: datasets: NAME:)."""
-    flip_x: bool = False  # x -> -x (tools disagree on the sign of CXI translations)
-    flip_y: bool = False
-    transpose: bool = False  # swap x and y (before the flips)
-    beam_center: tuple[float, float] | None = None  # (row, column) on the detector; None: its centre
-    pattern_size: int | None = None  # N; None: the probe's size
-    measurement: str = "counts"  # counts (or intensity: the same here) or amplitude
 
 
 def _open(path: Path) -> h5py.File:
@@ -117,7 +105,7 @@ def _array(path, ds: h5py.Dataset, what, ndim, kinds="uif") -> h5py.Dataset:
     return ds
 
 
-def read_cxi(path, opts: ReadOptions = ReadOptions()) -> dict:
+def read_cxi(path, opts: DatasetConfig = DatasetConfig()) -> dict:
     """A CXI file as a raw NPZ dict (see the module docstring)."""
     path = Path(path)
     with _open(path) as f:
@@ -148,14 +136,14 @@ def ptychodus_files(folder) -> tuple[Path, Path]:
     the diffraction.h5 given)."""
     folder = Path(folder)
     folder = folder.parent if folder.is_file() else folder
-    for name in PTYCHODUS_PRODUCTS:
-        if (folder / name).is_file():
-            return folder / "diffraction.h5", folder / name
+    product = ptychodus_product(folder)
+    if product.is_file():
+        return folder / "diffraction.h5", product
     raise InputError(folder, f"no ptychodus product: expected {' or '.join(PTYCHODUS_PRODUCTS)} "
                      "beside diffraction.h5")
 
 
-def read_ptychodus(diffraction, product, opts: ReadOptions = ReadOptions()) -> dict:
+def read_ptychodus(diffraction, product, opts: DatasetConfig = DatasetConfig()) -> dict:
     """A ptychodus diffraction file (`patterns`, optional `bad_pixels`) and product file
     (energy, distance, positions in metres, probe with its pixel size) as a raw NPZ dict."""
     diffraction, product = Path(diffraction), Path(product)
@@ -184,7 +172,7 @@ def read_ptychodus(diffraction, product, opts: ReadOptions = ReadOptions()) -> d
 
 
 def _assemble(path, data: h5py.Dataset, mask, probe, x_m, y_m, wavelength, distance, det_pixel, obj_pixel,
-              opts: ReadOptions) -> dict:
+              opts: DatasetConfig) -> dict:
     """The shared second half of both readers: crop (only the N x N window of each
     pattern is read from the file), mask, geometry, positions."""
     *lead, h, w = data.shape
@@ -235,7 +223,7 @@ def _assemble(path, data: h5py.Dataset, mask, probe, x_m, y_m, wavelength, dista
     x_m, y_m = np.asarray(x_m, np.float64), np.asarray(y_m, np.float64)
     if not (np.all(np.isfinite(x_m)) and np.all(np.isfinite(y_m))):
         raise InputError(path, "scan positions contain NaN or Inf")
-    if opts.transpose:
+    if opts.transpose_positions:
         x_m, y_m = y_m, x_m
     x_m, y_m = (-x_m if opts.flip_x else x_m), (-y_m if opts.flip_y else y_m)
     px, py = x_m / obj_pixel[1], y_m / obj_pixel[0]
@@ -254,7 +242,7 @@ def _assemble(path, data: h5py.Dataset, mask, probe, x_m, y_m, wavelength, dista
             "source": Path(path).name, "detector": [h, w], "crop": [r - n // 2, c - n // 2, n],
             "bad_pixels": 0 if mask is None else int(np.count_nonzero(mask[window])),
             "probe": "estimated from the mean pattern" if estimated else "from file",
-            "options": {k: getattr(opts, k) for k in ("flip_x", "flip_y", "transpose")}}, sort_keys=True)),
+            "options": {"flip_x": opts.flip_x, "flip_y": opts.flip_y, "transpose": opts.transpose_positions}}, sort_keys=True)),
     }
 
 

@@ -11,21 +11,12 @@ step), which keeps a batch of overlapping updates stable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from .physics import apply_ramps, far_field, subpixel_ramps
-
-
-@dataclass
-class SolverConfig:
-    iterations: int = 100  # passes over all positions
-    batch_size: int = 32  # positions updated together
-    alpha: float = 0.1  # rPIE regularisation (0: ePIE-like step, 1: plain gradient step)
-    probe_refinement: bool = False  # also update the probe (after the first few passes)
-    seed: int = 0
+from .config import SolverConfig
+from .geometry import apply_ramps, shift_ramps, window_origins
+from .physics import far_field
 
 
 class Solver:
@@ -39,11 +30,9 @@ class Solver:
         self.meas = torch.from_numpy(np.ascontiguousarray(amplitude, np.float32))
         self.probe = torch.from_numpy(probe.astype(np.complex64))
         self.obj = torch.from_numpy(init_object.astype(np.complex64)).clone()
-        ty, tx = y - self.n / 2, x - self.n / 2  # object pixel of each window's pixel 0
-        self.iy = torch.from_numpy(np.floor(ty).astype(np.int64))
-        self.ix = torch.from_numpy(np.floor(tx).astype(np.int64))
-        frac = torch.from_numpy(np.stack([ty - np.floor(ty), tx - np.floor(tx)], 1))
-        self.ramp = subpixel_ramps(frac, self.n)
+        iy, ix, fy, fx = window_origins(y, x, self.n)
+        self.iy, self.ix = torch.from_numpy(iy), torch.from_numpy(ix)
+        self.ramp = shift_ramps(torch.from_numpy(np.stack([fy, fx], 1)), self.n)
         h, w = self.obj.shape
         if self.iy.min() < 0 or self.ix.min() < 0 or self.iy.max() + self.n > h or self.ix.max() + self.n > w:
             raise ValueError("positions put windows outside the object canvas")

@@ -1,4 +1,4 @@
-"""Image-quality metrics against a reference object (DESIGN.md section 7).
+"""Image-quality metrics against a reference object (docs/design.md, "Metrics").
 
 `compare` first removes what the data cannot determine — a global phase offset, a
 linear phase ramp, an amplitude scale and a sub-pixel shift — then scores amplitude
@@ -9,6 +9,9 @@ object with Fourier ring correlation.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from .geometry import ramp_factors
 
 
 def _gauss_filter(img: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
@@ -64,9 +67,8 @@ def _shift(img: np.ndarray, dy: float, dx: float, pad: int = 16) -> np.ndarray:
     """img moved by (dy, dx) with a Fourier shift of its mirror-padded copy (so that
     the borders neither wrap around nor ring)."""
     big = np.pad(img, pad, mode="reflect")
-    fy = np.fft.fftfreq(big.shape[0])[:, None]
-    fx = np.fft.fftfreq(big.shape[1])[None, :]
-    return np.fft.ifft2(np.fft.fft2(big) * np.exp(-2j * np.pi * (fy * dy + fx * dx)))[pad:-pad, pad:-pad]
+    ey, ex = (f.numpy() for f in ramp_factors(torch.tensor([dy, dx], dtype=torch.float64), big.shape))
+    return np.fft.ifft2(np.fft.fft2(big) * np.outer(ey, ex))[pad:-pad, pad:-pad]
 
 
 def _xcorr_peak(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -4,6 +4,7 @@ LightningModule that trains it against measured counts."""
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import physics
+from .config import ModelConfig
 
 
 def conv(cin, cout, stride=1, norm=True):
@@ -35,9 +37,7 @@ class PtychoNet(nn.Module):
     known probe (physics.single_pattern_estimate; the probe is a buffer, saved with
     the weights). The diffraction says everything but is non-local; the estimate is an
     image already in the object's frame, with its fine detail in place, so the network
-    only has to correct it (measured on fly001, benchmarks/train_speed.py
-    --compare plain: both quality targets after 92 s of training, which the plain
-    network of width 32 had not reached after 532 s).
+    only has to correct it (docs/benchmarks.md, "The estimate input").
 
     A 2x space-to-depth stem (pixel_unshuffle) brings N x N to N/2 x N/2, strided 3x3
     convolutions go down to N/16 so that every output pixel sees the whole pattern
@@ -77,6 +77,10 @@ class PtychoNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():  # softplus(b) = 1: start from a transparent object
             self.head.bias.copy_(torch.tensor([math.log(math.e - 1)] * 4 + [0.0] * 4))
+
+    @classmethod
+    def from_config(cls, n: int, model: ModelConfig) -> PtychoNet:
+        return cls(n, model.width, model.norm, model.input_transform, model.estimate_iterations, model.skips)
 
     def architecture(self) -> dict:
         """What rebuilds this network (the bundle's manifest entry)."""
@@ -122,16 +126,18 @@ class PINN(L.LightningModule):
     the probe on the photon scale, Poisson NLL against the measured counts, and (for
     gridsize > 1) the overlap constraint tying a group's patches together."""
 
-    def __init__(self, probe: torch.Tensor, nphotons: float, input_scale: float, n: int, width: int,
-                 gridsize: int, loss: str = "poisson", learning_rate: float = 1e-3, data_sha256: str = "",
-                 norm: str = "batch", input_transform: str = "sqrt", align_phase: bool = True,
-                 schedule: dict | None = None, estimate_iterations: int = 10, skips: bool = True,
-                 bf16: bool = False):
+    def __init__(self, probe: torch.Tensor, nphotons: float, input_scale: float, model: ModelConfig,
+                 gridsize: int = 2, learning_rate: float = 1e-3, schedule: dict | None = None,
+                 data_sha256: str = "", bf16: bool = False):
         super().__init__()
-        self.save_hyperparameters(ignore=["probe"])
-        self.net = PtychoNet(n, width, norm, input_transform, estimate_iterations, skips)
+        n = probe.shape[-1]
+        # saved in the checkpoint, flat, as plain values (export reads them back)
+        self.save_hyperparameters({"nphotons": nphotons, "input_scale": input_scale, "n": n, "gridsize": gridsize,
+                                   "learning_rate": learning_rate, "schedule": schedule,
+                                   "data_sha256": data_sha256, "bf16": bf16, **asdict(model)})
+        self.net = PtychoNet.from_config(n, model)
         self.register_buffer("probe", probe.to(torch.complex64))
-        if estimate_iterations:  # the network's estimate works on its input's scale
+        if model.estimate_iterations:  # the network's estimate works on its input's scale
             with torch.no_grad():
                 self.net.probe.copy_(self.probe * input_scale)
         w = probe.abs().square()

@@ -1,8 +1,8 @@
-"""Differentiable ptychography physics (DESIGN.md section 2, steps 4-6).
+"""Differentiable ptychography physics: the forward model, the loss and the overlap
+constraint (docs/design.md, "Physics").
 
-Conventions: a window of N x N pixels is centred on its scan position, pixel index i
-of the window maps to object coordinate pos - N/2 + i; diffraction patterns are stored
-with the zero frequency at index N/2 (fftshift); shifts are (dy, dx) in pixels.
+Diffraction patterns are stored with the zero frequency at index N/2 (fftshift);
+windows and shifts follow ptycho_lib.geometry.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import torch
+
+from .geometry import shift_ramps
 
 
 def scale_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
@@ -36,8 +38,8 @@ def single_pattern_estimate(amplitude: torch.Tensor, probe: torch.Tensor, iterat
     takes the ePIE object step back. amplitude (B, N, N) and probe (N, N) on one scale
     (|FFT(P)|^2 summing to the patterns' energy). It settles within a few iterations
     on an estimate whose fine detail and amplitude are close to the truth but whose
-    large-scale phase is not (such estimates of fly001, stitched: amplitude SSIM 0.60,
-    phase SSIM 0.18); the network learns the rest (PtychoNet)."""
+    large-scale phase is not (docs/benchmarks.md); the network learns the rest
+    (PtychoNet)."""
     measured = torch.fft.ifftshift(amplitude, dim=(-2, -1))
     step = probe.conj() / probe.abs().square().max().clamp_min(1e-30)
     obj = torch.ones(amplitude.shape, dtype=torch.complex64, device=amplitude.device)
@@ -62,30 +64,6 @@ def amplitude_mae(lam: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return (lam.clamp_min(0).sqrt() - counts.sqrt()).abs().mean(dim=(-2, -1))
 
 
-def subpixel_ramps(frac: torch.Tensor, n: int) -> torch.Tensor:
-    """Fourier phase ramps (B, N, N) complex64 that move an N x N image by frac (B, 2)
-    pixels: how the iterative solver and the simulated training scans place the probe
-    at each position's sub-pixel part."""
-    q = torch.fft.fftfreq(n, dtype=torch.float64)
-    return torch.exp(-2j * torch.pi * (frac[:, 0, None, None] * q[None, :, None]
-                                       + frac[:, 1, None, None] * q[None, None, :])).to(torch.complex64)
-
-
-def apply_ramps(img: torch.Tensor, ramp: torch.Tensor) -> torch.Tensor:
-    """img moved by the shifts whose subpixel_ramps are `ramp`."""
-    return torch.fft.ifft2(torch.fft.fft2(img) * ramp)
-
-
-def _shift_ramps(offsets: torch.Tensor, s: int, dtype) -> torch.Tensor:
-    """exp(-2 pi i q . d) on an s x s frequency grid for shifts d (..., 2): multiplying a
-    spectrum by it moves the image by d."""
-    q = torch.fft.fftfreq(s, dtype=torch.float64, device=offsets.device)
-    d = offsets.to(torch.float64)
-    ey = torch.exp(-2j * math.pi * d[..., 0, None] * q)
-    ex = torch.exp(-2j * math.pi * d[..., 1, None] * q)
-    return (ey[..., :, None] * ex[..., None, :]).to(dtype)
-
-
 def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: torch.Tensor,
                        align_phase: bool = True) -> torch.Tensor:
     """Make the C patches of each group agree on the object they share.
@@ -95,8 +73,7 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     becomes the weighted average of every member's view of it: sum_j w O_j moved by
     d_j - d_i, over sum_j w moved the same way. The moves are exact Fourier shifts
     (a bilinear one blurs by an amount that depends on each group's sub-pixel offsets,
-    which the network cannot know: measured on fly001, amplitude SSIM 0.67 with
-    Fourier shifts where bilinear ones gave 0.63 after the same training). The sum
+    which the network cannot know; docs/benchmarks.md). The sum
     over members is made once, in Fourier space, on a zero-padded grid; numerator and
     denominator are each moved into every member's frame before dividing, so the
     division never amplifies a shift's ringing. Where the summed weight is small
@@ -115,7 +92,7 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     quarter = max(n // 4, 1)
     s = n + 2 * quarter * max(1, int(math.ceil(float(offsets.abs().max()) / quarter)))
     w = weight.to(patches.real.dtype)
-    ramps = _shift_ramps(offsets, s, patches.dtype)  # (B, C, S, S): move by d_j
+    ramps = shift_ramps(offsets, s, patches.dtype)  # (B, C, S, S): move by d_j
     members = torch.fft.fft2(patches * w, s=(s, s)) * ramps  # each weighted patch at its offset
     if align_phase:
         # pairwise overlaps H_ij = <A_i, A_j> ~ |.| exp(i(phi_j - phi_i)) (Parseval: in

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,10 +34,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .config import InferConfig
-from .data import Scan, input_scale
+from .data import input_scale
+from .geometry import canvas_geometry
 from .io import release_pages
 from .model import PtychoNet
-from .stitch import Stitcher, canvas_geometry, overlap_pairs, pair_overlaps, solve_phases, weighted_spectra
+from .reconstruction import Reconstruction
+from .scan import Scan
+from .stitch import Stitcher, overlap_pairs, pair_overlaps, solve_phases, weighted_spectra
 
 PATCH_MEMORY = 256 << 20  # predicted patches kept in memory up to this many bytes
 STITCH_CHUNK = 256  # patches stitched at once at most (bounds the stitcher's temporaries)
@@ -58,8 +62,8 @@ def inference_settings(device, batch_size: int = 0, bf16_supported: bool | None 
     positive one is kept (it bounds memory). CUDA: bf16 autocast where the device
     supports it, channels-last, large batches. CPU: fp32 (a CPU's bf16 is slower
     than fp32 without AMX), channels-last. Everywhere: batch norm folded into the
-    convolutions (eval-mode batch norm is an affine map). Measured on 2 CPU cores:
-    channels-last ~1.25x, with folding ~1.4x the plain network's patterns/s."""
+    convolutions (eval-mode batch norm is an affine map). Their speed-ups:
+    docs/benchmarks.md."""
     kind = torch.device(device).type
     if kind == "cuda":
         if bf16_supported is None:
@@ -100,14 +104,6 @@ def inference_network(net: nn.Module, device, settings: InferSettings) -> nn.Mod
     net = fold_batchnorm(net) if settings.fold_batchnorm else copy.deepcopy(net)
     net = net.to(device)
     return net.to(memory_format=torch.channels_last) if settings.channels_last else net
-
-
-def first_patterns(scan: Scan, n_images: int) -> Scan:
-    """The scan cut to its first n_images patterns (0 = all)."""
-    if not n_images or n_images >= len(scan.x):
-        return scan
-    k = n_images
-    return Scan(scan.amplitude[:k], scan.probe, scan.x[:k], scan.y[:k], scan.nphotons, scan.obj)
 
 
 def processing_order(pos: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -190,48 +186,96 @@ def _predict(net: PtychoNet, x: torch.Tensor, settings: InferSettings) -> np.nda
     return patches.cpu().numpy()
 
 
+class _Clock:
+    """Seconds spent per step of reconstruct()."""
+
+    def __init__(self, *steps):
+        self.seconds = dict.fromkeys(steps, 0.0)
+
+    @contextmanager
+    def __call__(self, step):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] += time.perf_counter() - t
+
+    def timed(self, iterable, step):
+        """The items of `iterable`, the wait for each counted as `step`."""
+        items = iter(iterable)
+        while True:
+            with self(step):
+                item = next(items, _Clock)
+            if item is _Clock:
+                return
+            yield item
+
+
+class _Overlaps:
+    """The pairwise overlaps c_jk of neighbouring patches, computed while the patches
+    stream by in processing order: each pair in the batch of its later member, from a
+    ring of weighted spectra that reaches back to the earlier one."""
+
+    def __init__(self, pos: np.ndarray, order: np.ndarray, pairs: np.ndarray, batch: int, n: int):
+        m = len(pos)
+        self.pos, self.pairs = pos, pairs
+        self.rank = np.empty(m, np.int64)
+        self.rank[order] = np.arange(m)
+        later = np.maximum(self.rank[pairs[:, 0]], self.rank[pairs[:, 1]])
+        self.by_later = np.argsort(later, kind="stable")
+        self.later = later[self.by_later]
+        self.size = min(m, _pair_gap(order, pairs) + batch)
+        self.ring = np.empty((self.size, 2 * n, 2 * n), np.complex64)
+        self.values = np.empty(len(pairs), np.complex128)
+
+    def add(self, start: int, spectra: np.ndarray) -> None:
+        """The padded weighted spectra of the patches at processing positions start, ..."""
+        stop = start + len(spectra)
+        self.ring[np.arange(start, stop) % self.size] = spectra
+        lo, hi = np.searchsorted(self.later, [start, stop])
+        for s in range(lo, hi, PAIR_CHUNK):
+            sel = self.by_later[s:min(s + PAIR_CHUNK, hi)]
+            j, k = self.pairs[sel].T
+            self.values[sel] = pair_overlaps(self.ring[self.rank[j] % self.size], self.ring[self.rank[k] % self.size],
+                                             self.pos[k] - self.pos[j])
+
+
+def _canvas(scan: Scan, pad_eval: bool):
+    """Canvas shape and origin: the reference object's frame when the scan has one,
+    grown to hold every whole window with pad_eval (the reference frame kept inside)."""
+    reference = None if scan.obj is None else scan.obj.shape
+    shape, (oy, ox) = canvas_geometry(scan.x, scan.y, scan.n, None if pad_eval else reference)
+    if pad_eval and reference is not None:
+        shape = (max(shape[0], reference[0] + int(oy)), max(shape[1], reference[1] + int(ox)))
+    return shape, (oy, ox)
+
+
 def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu", num_workers: int = 0,
-                progress=None, patch_memory: int = PATCH_MEMORY, timings: dict | None = None) -> dict:
-    """Object (complex64), stitching weights and the canvas origin for a scan. The
-    patterns go through the network cfg.batch_size at a time (0: the device's
-    default, see inference_settings), loaded by num_workers processes; the canvas is
-    the reference object's frame when the scan has one, grown to hold every whole
-    window with cfg.pad_eval. The network must suit the scan's pattern size:
-    bundle.load_network(n=...) refuses one that does not; it is not modified
+                progress=None, patch_memory: int = PATCH_MEMORY, timings: dict | None = None) -> Reconstruction:
+    """The network's reconstruction of a scan: object (complex64), stitching weights,
+    positions and origin on the canvas (_canvas). The patterns go through the network
+    cfg.batch_size at a time (0: the device's default, see inference_settings), loaded
+    by num_workers processes. The network must suit the scan's pattern size
+    (bundle.load_network(n=...) refuses one that does not); it is not modified
     (inference runs a copy, see inference_network). `timings`, when given, receives
     the seconds spent per step (read, network, align, stitch). `progress`, when given,
     wraps the iterable of batches (a progress bar)."""
-    clock = {"read": 0.0, "network": 0.0, "align": 0.0, "stitch": 0.0}
-    t = time.perf_counter()
-    # each scan is scaled by its own statistics, as the training scan was
-    scale = np.float32(input_scale(scan.amplitude))
-    clock["read"] += time.perf_counter() - t
-    scan = first_patterns(scan, cfg.n_images)
-    reference = None if scan.obj is None else scan.obj.shape
-    shape, (oy, ox) = canvas_geometry(scan.x, scan.y, scan.n, None if cfg.pad_eval else reference)
-    if cfg.pad_eval and reference is not None:  # keep the reference frame inside the canvas
-        shape = (max(shape[0], reference[0] + int(oy)), max(shape[1], reference[1] + int(ox)))
+    clock = _Clock("read", "network", "align", "stitch")
+    with clock("read"):  # each scan is scaled by its own statistics, as the training scan was
+        scale = np.float32(input_scale(scan.amplitude))
+    scan = scan.first(cfg.n_images)
+    shape, (oy, ox) = _canvas(scan, cfg.pad_eval)
     y, x = scan.y + oy, scan.x + ox
     m, n = len(x), scan.n
     stitcher = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim)
     settings = inference_settings(device, cfg.batch_size)
     batch = settings.batch_size
-
-    t = time.perf_counter()
-    pos = np.stack([y, x], 1)
-    align = cfg.align_phase and m > 1
-    pairs = overlap_pairs(pos) if align else np.empty((0, 2), np.int64)
-    order = processing_order(pos, pairs)
-    rank = np.empty(m, np.int64)
-    rank[order] = np.arange(m)
-    # a pair's overlap is computed in the batch of its later member; the ring of
-    # spectra must reach back to the earlier one
-    by_later = np.argsort(np.maximum(rank[pairs[:, 0]], rank[pairs[:, 1]]), kind="stable")
-    later = np.maximum(rank[pairs[:, 0]], rank[pairs[:, 1]])[by_later]
-    ring_size = min(m, _pair_gap(order, pairs) + batch)
-    ring = np.empty((ring_size, 2 * n, 2 * n), np.complex64) if align else None
-    overlaps = np.empty(len(pairs), np.complex128)
-    clock["align"] += time.perf_counter() - t
+    with clock("align"):
+        pos = np.stack([y, x], 1)
+        align = cfg.align_phase and m > 1
+        pairs = overlap_pairs(pos) if align else np.empty((0, 2), np.int64)
+        order = processing_order(pos, pairs)
+        overlaps = _Overlaps(pos, order, pairs, batch, n) if align else None
 
     net = inference_network(net, device, settings)
     store = _PatchStore(m, n, patch_memory)
@@ -239,43 +283,28 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
                         pin_memory=torch.device(device).type == "cuda")
     try:
         with torch.inference_mode():
-            t = time.perf_counter()
-            for b, patterns in enumerate((progress or iter)(loader)):
-                start, stop = b * batch, b * batch + len(patterns)
-                t1 = time.perf_counter()
-                clock["read"] += t1 - t
-                patches = _predict(net, patterns.to(device, non_blocking=True), settings)
-                store.write(start, patches)
-                t2 = time.perf_counter()
-                clock["network"] += t2 - t1
+            for b, patterns in enumerate(clock.timed((progress or iter)(loader), "read")):
+                with clock("network"):
+                    patches = _predict(net, patterns.to(device, non_blocking=True), settings)
+                    store.write(b * batch, patches)
                 if align:
-                    ring[np.arange(start, stop) % ring_size] = weighted_spectra(patches, stitcher.weight, padded=True)
-                    lo, hi = np.searchsorted(later, [start, stop])
-                    for s in range(lo, hi, PAIR_CHUNK):
-                        sel = by_later[s:min(s + PAIR_CHUNK, hi)]
-                        j, k = pairs[sel].T
-                        overlaps[sel] = pair_overlaps(ring[rank[j] % ring_size], ring[rank[k] % ring_size],
-                                                      pos[k] - pos[j])
-                t = time.perf_counter()
-                clock["align"] += t - t2
-        t = time.perf_counter()
-        phases = solve_phases(pairs, overlaps, m) if align else np.zeros(m)
-        clock["align"] += time.perf_counter() - t
-        del ring
-        t = time.perf_counter()
-        chunk = min(batch, STITCH_CHUNK)
-        for start in range(0, m, chunk):
-            stop = min(start + chunk, m)
-            idx = order[start:stop]
-            patches = store.read(start, stop)
-            if align:
-                patches *= np.exp(1j * phases[idx]).astype(np.complex64)[:, None, None]
-            stitcher.add(patches, y[idx], x[idx])
-        obj, weight = stitcher.result()
-        clock["stitch"] += time.perf_counter() - t
+                    with clock("align"):
+                        overlaps.add(b * batch, weighted_spectra(patches, stitcher.weight, padded=True))
+        with clock("align"):
+            phases = solve_phases(pairs, overlaps.values, m) if align else None
+        del overlaps
+        with clock("stitch"):
+            chunk = min(batch, STITCH_CHUNK)
+            for start in range(0, m, chunk):
+                stop = min(start + chunk, m)
+                idx = order[start:stop]
+                patches = store.read(start, stop)
+                if align:
+                    patches *= np.exp(1j * phases[idx]).astype(np.complex64)[:, None, None]
+                stitcher.add(patches, y[idx], x[idx])
+            obj, weight = stitcher.result()
     finally:
         store.close()
     if timings is not None:
-        timings.update(clock)
-    return {"object": obj, "weight": weight, "origin": np.array([oy, ox]), "input_scale": float(scale),
-            "x": scan.x, "y": scan.y}
+        timings.update(clock.seconds)
+    return Reconstruction(obj, weight, x, y, np.array([oy, ox]), dict(scan.geometry))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.offsetbox import AnchoredText
+from matplotlib.ticker import MaxNLocator
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.offsetbox import AnchoredText  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
+from .metrics import remove_phase_offset
 
-from .metrics import remove_phase_offset  # noqa: E402
+matplotlib.use("Agg")  # files only, no display (pyplot picks its backend at the first figure)
 
 UNITS = ((1e-3, "mm"), (1e-6, "µm"), (1e-9, "nm"), (1e-12, "pm"))
 

@@ -1,11 +1,11 @@
-"""Placing predicted patches on the object canvas (DESIGN.md section 2, step 8).
+"""Placing predicted patches on the object canvas (docs/design.md, "Stitching").
 
 Each patch is weighted (|P|^2, optionally trimmed to its centre), moved by the
 sub-pixel part of its position, and accumulated at the integer part with one
 vectorised bincount per batch (over the batch's bounding box, so the cost does not
 grow with the canvas); the object is the weighted sum over the summed weights.
 Before that, each patch's global phase is solved from its overlaps with its
-neighbours (`phase_offsets`, or its pieces when streaming).
+neighbours (the pieces below, computed while streaming by ptycho_lib.reconstruct).
 """
 
 from __future__ import annotations
@@ -13,19 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .geometry import lit, ramp_factors, shift_ramps, window_origins
 from .neighbours import nearest_neighbours
-
-
-def canvas_geometry(x, y, n, shape=None):
-    """Canvas shape and the offset (oy, ox) added to positions so every window fits.
-    With a reference shape (the file's objectGuess) positions are used as they are."""
-    if shape is not None:
-        return tuple(shape), (0.0, 0.0)
-    oy = max(0.0, float(np.ceil(n / 2 - y.min())))
-    ox = max(0.0, float(np.ceil(n / 2 - x.min())))
-    h = int(np.floor(y.max() + oy - n / 2)) + n + 1
-    w = int(np.floor(x.max() + ox - n / 2)) + n + 1
-    return (h, w), (oy, ox)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -81,25 +70,12 @@ def weighted_spectra(patches: np.ndarray, weight: np.ndarray, padded: bool = Fal
     return torch.fft.fft2(torch.from_numpy(np.ascontiguousarray(patches, np.complex64)) * w, s=size).numpy()
 
 
-def _ramp_factors(dy: np.ndarray, dx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The Fourier phase ramp exp(-2 pi i (dy qy + dx qx)) of a shift by (dy, dx), as
-    its two separable factors (B, N) along rows and along columns."""
-    q = np.fft.fftfreq(n)
-    return np.exp(-2j * np.pi * dy[:, None] * q), np.exp(-2j * np.pi * dx[:, None] * q)
-
-
-def _ramps(dy: np.ndarray, dx: np.ndarray, n: int) -> torch.Tensor:
-    """The ramps (B, N, N) as complex64 tensors (phases computed in float64)."""
-    ey, ex = _ramp_factors(dy, dx, n)
-    return torch.from_numpy((ey[:, :, None] * ex[:, None, :]).astype(np.complex64))
-
-
 def pair_overlaps(spec_j: np.ndarray, spec_k: np.ndarray, d: np.ndarray) -> np.ndarray:
     """c_jk = sum_r w_j conj(O_j) w_k O_k(r - d) for pairs of weighted spectra (P, N, N)
     with k at offset d (P, 2) = pos_k - pos_j from j: the overlap whose phase is the
     patches' phase difference (Parseval, with k moved into j's frame). The ramp is
     applied as its two factors: a matrix product along columns, a dot along rows."""
-    ey, ex = (torch.from_numpy(f.astype(np.complex64)) for f in _ramp_factors(d[:, 0], d[:, 1], spec_j.shape[-1]))
+    ey, ex = (f.to(torch.complex64) for f in ramp_factors(torch.from_numpy(d), spec_j.shape[-1]))
     t = torch.from_numpy(spec_j).conj() * torch.from_numpy(spec_k)
     return (torch.matmul(t, ex[:, :, None])[..., 0] * ey).sum(-1).numpy().astype(np.complex128)
 
@@ -171,35 +147,6 @@ def solve_phases(pairs: np.ndarray, c: np.ndarray, m: int) -> np.ndarray:
     return tree + _conjugate_gradient(laplacian, rhs, diag)
 
 
-def phase_offsets(patches: np.ndarray, y: np.ndarray, x: np.ndarray, weight: np.ndarray,
-                  neighbours: int = 6) -> np.ndarray:
-    """Global phase per patch that makes overlapping patches agree, for patches held
-    in memory (reconstruct() computes the same pieces while streaming).
-
-    A diffraction pattern does not determine its patch's global phase, so patches
-    predicted one at a time carry arbitrary offsets; the overlaps do determine the
-    differences. For each pair of neighbours the weighted overlap product
-    c_jk = sum_r w_j conj(O_j) w_k O_k (k moved into j's frame by a Fourier shift)
-    gives their phase difference; the offsets are the weighted least-squares
-    solution over all pairs.
-    """
-    m = len(patches)
-    if m < 2:
-        return np.zeros(m)
-    pos = np.stack([y, x], 1)
-    pairs = overlap_pairs(pos, neighbours)
-    spec = weighted_spectra(patches, weight, padded=True)
-    j, k = pairs.T
-    return solve_phases(pairs, pair_overlaps(spec[j], spec[k], pos[k] - pos[j]), m)
-
-
-def fourier_shift(patches: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """out(r) = patch(r - d): exact for band-limited content, circular at the edges
-    (where the probe weight is negligible)."""
-    ey, ex = _ramp_factors(dy, dx, patches.shape[-1])
-    return np.fft.ifft2(np.fft.fft2(patches) * ey[:, :, None] * ex[:, None, :])
-
-
 class Stitcher:
     """Accumulates patches on a canvas; `result()` gives the object and the weights.
     Memory: the canvas (24 bytes a pixel) and one batch of patches."""
@@ -248,13 +195,11 @@ class Stitcher:
         if len(patches) == 0:
             return
         n = self.n
-        ty, tx = y - n / 2, x - n / 2  # canvas coordinate of each patch's pixel 0
-        iy, ix = np.floor(ty).astype(np.int64), np.floor(tx).astype(np.int64)
-        fy, fx = ty - iy, tx - ix
+        iy, ix, fy, fx = window_origins(y, x, n)
         if self.method == "fourier":
             # shift the weighted patch and its weight so that both fall on integer
             # canvas pixels (weighting first keeps the unlit, unconstrained edges out)
-            ramp = _ramps(fy, fx, n)
+            ramp = shift_ramps(torch.from_numpy(np.stack([fy, fx], 1)), n)
             spec = torch.from_numpy(weighted_spectra(patches, self.weight))
             values = torch.fft.ifft2(spec * ramp).numpy()
             self._scatter(iy, ix, values, torch.fft.ifft2(self._weight_spectrum * ramp).real.numpy())
@@ -267,13 +212,6 @@ class Stitcher:
     def result(self):
         """(object (H, W) complex64 with 0 where nothing was lit, weights (H, W) float32)."""
         den, num = self.den, self.num
-        lit = den > 1e-3 * den.max()
-        obj = np.where(lit, num / np.where(lit, den, 1), 0)
+        ok = lit(den)
+        obj = np.where(ok, num / np.where(ok, den, 1), 0)
         return obj.astype(np.complex64), den.astype(np.float32)
-
-
-def scanned_region(x, y) -> tuple[slice, slice]:
-    """Rows and columns of the bounding box of the scan positions (the well-lit region
-    used for display and metrics)."""
-    return (slice(int(np.ceil(y.min())), int(np.floor(y.max())) + 1),
-            slice(int(np.ceil(x.min())), int(np.floor(x.max())) + 1))

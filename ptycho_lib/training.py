@@ -15,10 +15,11 @@ from torch.utils.data import DataLoader
 
 from . import runtime
 from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launcher_child
-from .data import GroupDataset, Scan, ScansDataset, input_scale, make_groups, simulate_like, split_rows
+from .data import GroupDataset, ScansDataset, input_scale, make_groups, simulate_like, split_rows
 from .model import PINN
 from .physics import scale_probe
 from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
+from .scan import Scan
 
 
 def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int, scale: float, prepare):
@@ -50,8 +51,7 @@ class PreciseBatchNorm(Callback):
     """Recomputes the batch-norm statistics once an epoch, with that epoch's final weights,
     over every training pattern, before validation and checkpointing. The running
     averages kept while the weights change lag behind them, and inference uses those
-    statistics: on fly001 after 10 epochs the network with its running averages scored
-    phase SSIM 0.15 (validation loss 0.023), with recomputed ones 0.25."""
+    statistics (what that costs: docs/benchmarks.md)."""
 
     def __init__(self, patterns: torch.Tensor, batch_size: int):
         self.patterns, self.batch_size, self.epoch = patterns, batch_size, None
@@ -116,10 +116,8 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
     torch.set_num_threads(runtime.torch_threads(execution, execution.devices if accelerator == "cpu" else 1))
     scale = input_scale(scan.amplitude)
     probe = torch.from_numpy(scale_probe(scan.probe.astype("complex128"), scan.nphotons))
-    module = PINN(probe, scan.nphotons, scale, scan.n, model.width, data.gridsize, model.loss,
-                  train_cfg.learning_rate, data_sha256, model.norm, model.input_transform, model.align_phase,
-                  schedule(train_cfg), model.estimate_iterations, model.skips,
-                  runtime.use_bf16(train_cfg.precision, accelerator))
+    module = PINN(probe, scan.nphotons, scale, model, data.gridsize, train_cfg.learning_rate, schedule(train_cfg),
+                  data_sha256, runtime.use_bf16(train_cfg.precision, accelerator))
     train_set, val_set = build_datasets(scan, val_scan, data, train_cfg.seed, scale, module.net.inputs)
     if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
         raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "

@@ -1,10 +1,12 @@
 """compare_methods: one table of the methods' scores and wall times for a scan, and a
 figure of their FRC curves beside that table.
 
-    python scripts/compare_methods.py results/metrics/fly001.json \
+    python -m scripts.compare_methods results/metrics/fly001.json \
         --metrics results/metrics/{recon,baseline,refined}/fly001.json \
-        --benchmarks benchmarks/{infer,baseline,refine}/fly001.tsv \
+        --timings results/timings/{recon,baseline,refined}/fly001.tsv \
         [--figure results/metrics/fly001.png]
+
+Each method is named by its metrics file's folder (recon, baseline, refined).
 """
 
 import argparse
@@ -13,14 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
-from _cli import run  # noqa: E402
+from ptycho_lib.cli import run
+from ptycho_lib.io import atomic_path, write_json
+from ptycho_lib.provenance import record
+from ptycho_lib.render import plot_frc
 
-from ptycho_lib.io import atomic_path, write_json  # noqa: E402
-from ptycho_lib.provenance import record  # noqa: E402
-from ptycho_lib.render import plot_frc  # noqa: E402
-
-METHODS = {"recon": "pinn", "baseline": "epie", "refined": "pinn+epie"}
 SCORES = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "frc_resolution_cycles_per_pixel")
 
 
@@ -28,7 +27,7 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("summary", type=Path, help="JSON to write")
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="results/metrics/STAGE/NAME.json files")
-    p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark TSVs, same order")
+    p.add_argument("--timings", type=Path, nargs="*", default=[], help="Snakemake benchmark TSVs, same order")
     p.add_argument("--figure", type=Path, help="PNG of the FRC curves and the table (optional)")
     p.add_argument("--title", default=None, help="figure title (default: the summary's name)")
     a = p.parse_args(argv)
@@ -36,10 +35,10 @@ def main(argv):
     for i, path in enumerate(a.metrics):
         scores = json.loads(path.read_text())
         row = {k: scores[k] for k in SCORES}
-        if i < len(a.benchmarks):
-            with open(a.benchmarks[i]) as f:
+        if i < len(a.timings):
+            with open(a.timings[i]) as f:
                 row["stage_wall_s"] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
-        name = METHODS.get(path.parent.name, path.parent.name)
+        name = path.parent.name
         table[name], curves[name] = row, scores["frc"]
     if a.figure:
         with atomic_path(a.figure) as tmp:

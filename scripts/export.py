@@ -7,14 +7,11 @@ best.ckpt, by which metric it was chosen.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
-from _cli import run  # noqa: E402
-
-from ptycho_lib.bundle import export_checkpoint  # noqa: E402
-from ptycho_lib.provenance import record  # noqa: E402
+from ptycho_lib.bundle import export_checkpoint
+from ptycho_lib.cli import run
+from ptycho_lib.provenance import record
 
 
 def main(argv):

@@ -5,15 +5,13 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
-from _cli import run  # noqa: E402
-
-from ptycho_lib.io import InputError, atomic_path  # noqa: E402
-from ptycho_lib.provenance import record  # noqa: E402
-from ptycho_lib.render import loss_curve, read_metrics  # noqa: E402
+from ptycho_lib import config
+from ptycho_lib.cli import run
+from ptycho_lib.io import InputError, atomic_path
+from ptycho_lib.provenance import record
+from ptycho_lib.render import loss_curve, read_metrics
 
 
 def main(argv):
@@ -21,8 +19,9 @@ def main(argv):
     p.add_argument("metrics", type=Path, help="metrics.csv written by train")
     p.add_argument("png", type=Path, help="PNG to write")
     p.add_argument("--title", default=None, help="figure title (default: the folder name)")
-    p.add_argument("--dpi", type=int, default=120, help="resolution of the PNG (default: 120)")
+    config.add_arguments(p, "loss_curve")
     a = p.parse_args(argv)
+    opts = config.build(a, "loss_curve")["render"]
     if not a.metrics.is_file():
         raise InputError(a.metrics, "file not found")
     try:
@@ -30,8 +29,8 @@ def main(argv):
     except (KeyError, ValueError) as e:
         raise InputError(a.metrics, f"not a metrics table with numeric columns ({e})") from None
     with atomic_path(a.png) as tmp:
-        loss_curve(metrics, a.title or a.metrics.parent.name, tmp, a.dpi)
-    record(a.png, "loss_curve", {"metrics": a.metrics}, {"title": a.title, "dpi": a.dpi})
+        loss_curve(metrics, a.title or a.metrics.parent.name, tmp, opts.dpi)
+    record(a.png, "loss_curve", {"metrics": a.metrics}, {"title": a.title, "dpi": opts.dpi})
 
 
 if __name__ == "__main__":

@@ -7,14 +7,11 @@ overwrite an existing file unless --force is given.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
-from _cli import run  # noqa: E402
-
-from ptycho_lib.io import InputError, write_npz  # noqa: E402
-from ptycho_lib.simulate import ScanSpec, simulate  # noqa: E402
+from ptycho_lib.cli import run
+from ptycho_lib.io import InputError, write_npz
+from ptycho_lib.simulate import ScanSpec, simulate
 
 
 def main(argv):

@@ -12,19 +12,16 @@ attribute `pixel_size_known` is 0.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
-from _cli import run  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from ptycho_lib.contract import GEOMETRY  # noqa: E402
-from ptycho_lib.formats import write_product  # noqa: E402
-from ptycho_lib.io import InputError, read_npz  # noqa: E402
-from ptycho_lib.provenance import record  # noqa: E402
-from ptycho_lib.render import read_metrics  # noqa: E402
+from ptycho_lib.cli import run
+from ptycho_lib.formats import write_product
+from ptycho_lib.io import InputError, read_npz
+from ptycho_lib.provenance import record
+from ptycho_lib.reconstruction import Reconstruction
+from ptycho_lib.render import read_metrics
 
 
 def main(argv):
@@ -35,13 +32,10 @@ def main(argv):
     p.add_argument("--metrics", type=Path, default=None, help="metrics.csv of the model's training")
     p.add_argument("--name", default=None, help="product name (default: the output's stem)")
     a = p.parse_args(argv)
-    rec, scan = read_npz(a.recon), read_npz(a.canonical)
-    for key in ("object", "xcoords", "ycoords", "origin"):
-        if key not in rec:
-            raise InputError(a.recon, f"not a reconstruction from infer (no '{key}')")
+    rec, scan = Reconstruction.load(a.recon), read_npz(a.canonical)
     if "probeGuess" not in scan:
         raise InputError(a.canonical, "not a canonical scan (no 'probeGuess')")
-    m = len(rec["xcoords"])
+    m = len(rec.x)
     index = scan.get("scan_index", np.arange(m))[:m]
     losses = {"loss_epochs": np.zeros(0, np.int64), "loss_values": np.zeros(0)}
     if a.metrics is not None:
@@ -49,15 +43,13 @@ def main(argv):
         if table:
             losses = {"loss_epochs": table["epoch"].astype(np.int64), "loss_values": table["train_loss"],
                       "validation_loss_values": table.get("val_loss", np.full(len(table["epoch"]), np.nan))}
-    geometry = {k: v for k, v in rec.items() if k in GEOMETRY}
-    known = "pixel_size_m" in geometry
+    known = rec.pixel_size_m is not None
     comments = ("PtychoPINN reconstruction (physics-informed network, one forward pass per pattern, "
                 "patches stitched). loss_values: training Poisson NLL per photon per epoch. "
                 + ("Pixel size from the scan's detector geometry."
                    if known else "Pixel size unknown: 1 m stands for one object pixel."))
-    write_product(a.output, a.name or a.output.stem, rec["object"], scan["probeGuess"], rec["xcoords"],
-                  rec["ycoords"], index, geometry, rec["origin"], float(scan.get("nphotons", 0.0)), losses,
-                  comments)
+    write_product(a.output, a.name or a.output.stem, rec.object, scan["probeGuess"], rec.x, rec.y, index,
+                  rec.geometry, rec.origin, float(scan.get("nphotons", 0.0)), losses, comments)
     inputs = {"recon": a.recon, "canonical": a.canonical, **({"metrics": a.metrics} if a.metrics else {})}
     record(a.output, "product", inputs, {"name": a.name})
 

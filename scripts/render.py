@@ -8,16 +8,15 @@ from a CXI or ptychodus scan); --positions overlays the scan positions on the am
 """
 
 import argparse
-import sys
+from dataclasses import asdict
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # _cli; this checkout's ptycho_lib
-from _cli import run  # noqa: E402
-
-from ptycho_lib.io import atomic_path, read_npz  # noqa: E402
-from ptycho_lib.provenance import record  # noqa: E402
-from ptycho_lib.render import render  # noqa: E402
-from ptycho_lib.stitch import scanned_region  # noqa: E402
+from ptycho_lib import config
+from ptycho_lib.cli import run
+from ptycho_lib.io import atomic_path
+from ptycho_lib.provenance import record
+from ptycho_lib.reconstruction import Reconstruction
+from ptycho_lib.render import render
 
 
 def main(argv):
@@ -25,17 +24,14 @@ def main(argv):
     p.add_argument("recon", type=Path, help="reconstruction NPZ from infer")
     p.add_argument("png", type=Path, help="PNG to write")
     p.add_argument("--title", default=None, help="figure title (default: the file name)")
-    p.add_argument("--dpi", type=int, default=120, help="resolution of the PNG (default: 120)")
-    p.add_argument("--positions", action=argparse.BooleanOptionalAction, default=False,
-                   help="overlay the scan positions on the amplitude (default: off)")
+    config.add_arguments(p, "render")
     a = p.parse_args(argv)
-    rec = read_npz(a.recon)
-    region = scanned_region(rec["xcoords"], rec["ycoords"])
+    opts = config.build(a, "render")["render"]
+    rec = Reconstruction.load(a.recon)
     with atomic_path(a.png) as tmp:
-        pixel = float(rec["pixel_size_m"][1]) if "pixel_size_m" in rec else None
-        render(rec["object"], region, a.title or a.recon.stem, tmp, a.dpi, pixel,
-               (rec["xcoords"], rec["ycoords"]) if a.positions else None)
-    record(a.png, "render", {"recon": a.recon}, {"title": a.title, "dpi": a.dpi, "positions": a.positions})
+        render(rec.object, rec.region, a.title or a.recon.stem, tmp, opts.dpi, rec.pixel_size_m,
+               (rec.x, rec.y) if opts.positions else None)
+    record(a.png, "render", {"recon": a.recon}, {"title": a.title, **asdict(opts)})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from ptycho_lib.simulate import simulate
 
 # well under a second per run: 16 groups of 4 tiny patterns, a narrow network, one thread
 # (two threads on a busy 2-core machine are ~20x slower: OpenMP threads wait for each other)
-FAST = ["--n_images", "16", "--batch_size", "8", "--width", "8", "--max_epochs", "2", "--quiet", "--threads", "1",
+FAST = ["--n-groups", "16", "--batch-size", "8", "--width", "8", "--max-epochs", "2", "--quiet", "--threads", "1",
         "--logger", "none", "--accelerator", "cpu"]
 
 
@@ -38,7 +38,7 @@ def canonical_tiny(path: Path) -> Path:
 
 def train(data: Path, out: Path, *flags) -> Path:
     import train as train_script
-    train_script.main(["--train_data_file", str(data), "--output_dir", str(out), *FAST, *flags])
+    train_script.main(["--train-data-file", str(data), "--output-dir", str(out), *FAST, *flags])
     return out
 
 

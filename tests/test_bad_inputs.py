@@ -12,7 +12,7 @@ import pytest
 from bad_inputs import CASES, WARN, write_case
 from conftest import REPO, save_npz
 from ptycho_lib.io import InputError, read_npz
-from test_pipeline import copy_repo, snakemake
+from helpers import copy_repo, snakemake
 
 ADDRESS_SPACE = 768 << 20  # the programs run in this much memory: nothing may allocate the claimed sizes
 

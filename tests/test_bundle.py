@@ -18,6 +18,7 @@ from conftest import REPO
 from ptycho_lib.bundle import load_network, write_bundle
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.io import InputError, write_npz
+from ptycho_lib.config import ModelConfig
 from ptycho_lib.model import PINN
 
 
@@ -25,7 +26,7 @@ from ptycho_lib.model import PINN
 def bundle(tmp_path):
     torch.manual_seed(0)
     probe = torch.ones(32, 32, dtype=torch.complex64)
-    module = PINN(probe, 1e5, 0.5, n=32, width=8, gridsize=2)
+    module = PINN(probe, 1e5, 0.5, ModelConfig(width=8), gridsize=2)
     path = tmp_path / "wts.h5.zip"
     write_bundle(path, module.state_dict(), {"architecture": module.net.architecture(),
                                              "gridsize": 2})
@@ -150,8 +151,8 @@ def test_infer_refuses_a_bundle_for_another_pattern_size(bundle, tiny_raw, tmp_p
     data = tmp_path / "scan64.npz"
     write_npz(data, canonicalise(raw, "scan64"))
     out = tmp_path / "recon.npz"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts/infer.py"), "--model_path", str(path),
-                           "--test_data", str(data), "--output", str(out), "--accelerator", "cpu"],
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/infer.py"), "--model-path", str(path),
+                           "--test-data", str(data), "--output", str(out), "--accelerator", "cpu"],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and not out.exists()
     assert proc.stderr.strip().splitlines() == [

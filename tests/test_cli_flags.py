@@ -6,15 +6,15 @@ import logging
 import pytest
 
 from knobs import canonical_tiny, fast_without, metrics, train
-from _cli import run
+from ptycho_lib.cli import run
 
-TRAIN_FLAGS = """--train_data_file --test_data_file --output_dir --max_epochs --n_images --gridsize --batch_size
+TRAIN_FLAGS = """--train-data-file --test-data-file --output-dir --max-epochs --n-groups --gridsize --batch-size
 --accelerator --devices --deterministic --no-deterministic --num-workers --learning-rate --quiet
 --checkpoint-save-top-k --checkpoint-monitor --checkpoint-mode --early-stop-patience --logger --scheduler
 --scheduler-step-size --scheduler-gamma --scheduler-patience --scheduler-min-lr --scheduler-t-max
 --accumulate-grad-batches --prefetch-factor --persistent-workers --no-persistent-workers --seed --config
 --device --disable_mlflow --precision --estimate-iterations --skips --no-skips""".split()
-INFER_FLAGS = """--model_path --test_data --output_dir --n_images --accelerator --num-workers --inference-batch-size
+INFER_FLAGS = """--model-path --test-data --output-dir --n-images --accelerator --num-workers --inference-batch-size
 --middle-trim --pad-eval --quiet --config""".split()
 
 
@@ -32,7 +32,7 @@ def test_help_lists_every_flag_with_its_default(program, flags, capsys):
     text = " ".join(capsys.readouterr().out.split()) + " "
     for flag in flags:
         assert f"{flag} " in text or f"{flag}," in text, flag
-    assert ("--batch_size INT groups per forward pass (default: 8)" in text if program == "train"
+    assert ("--batch-size INT, --batch_size INT groups per forward pass (default: 8)" in text if program == "train"
             else "--inference-batch-size INT patterns per forward pass (bounds memory; 0 = the device's own, "
                  "256 on CPU, 4096 on CUDA) (default: 0)" in text)
     if program == "infer":
@@ -61,7 +61,7 @@ def _fails(argv, capsys, program="train"):
     (["--persistent-workers"], "error: --persistent-workers needs --num-workers > 0"),
     (["--devices", "2", "--accelerator", "mps"], "error: --devices 2 is not possible with --accelerator mps"),
     (["--checkpoint-save-top-k", "0"], "error: --checkpoint-save-top-k 0 would keep no best checkpoint"),
-    (["--batch_size", "0"], "error: --batch_size must be >= 1, got 0"),
+    (["--batch-size", "0"], "error: --batch-size must be >= 1, got 0"),
     (["--scheduler-gamma", "2"], "error: --scheduler-gamma must be <= 1.0, got 2.0"),
     (["--learning-rate", "0"], "error: --learning-rate must be > 0.0, got 0.0"),
     (["--scheduler", "cosine", "--scheduler-min-lr", "0.01"], "error: --scheduler-min-lr 0.01 must be below"),
@@ -70,7 +70,7 @@ def _fails(argv, capsys, program="train"):
     (["--disable_mlflow", "--no-quiet"], "error: --disable_mlflow turns the progress bar off"),
 ])
 def test_bad_values_and_contradictions_fail_in_one_line_naming_the_flag(data, tmp_path, capsys, flags, message):
-    err = _fails(["--train_data_file", str(data), "--output_dir", str(tmp_path / "out"), *flags], capsys)
+    err = _fails(["--train-data-file", str(data), "--output-dir", str(tmp_path / "out"), *flags], capsys)
     assert err[-1].startswith(message), err
     assert not (tmp_path / "out").exists()
 
@@ -78,10 +78,10 @@ def test_bad_values_and_contradictions_fail_in_one_line_naming_the_flag(data, tm
 def test_config_file_errors_name_the_file_and_key(data, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {max_epoch: 3}\n")
-    err = _fails(["--train_data_file", str(data), "--output_dir", str(tmp_path / "out"), "--config", str(bad)], capsys)
+    err = _fails(["--train-data-file", str(data), "--output-dir", str(tmp_path / "out"), "--config", str(bad)], capsys)
     assert err[-1] == f"error: --config {bad}: unknown key train.max_epoch"
     bad.write_text("execution: {num_workers: -1}\n")
-    err = _fails(["--train_data_file", str(data), "--output_dir", str(tmp_path / "out"), "--config", str(bad)], capsys)
+    err = _fails(["--train-data-file", str(data), "--output-dir", str(tmp_path / "out"), "--config", str(bad)], capsys)
     assert err[-1] == f"error: --config {bad}: execution.num_workers must be >= 0, got -1"
 
 
@@ -93,7 +93,7 @@ def test_deprecated_device_sets_the_accelerator_once_warned_never_overriding_it(
     caplog.set_level(logging.INFO)
     argv = fast_without("--accelerator")
     import train as train_script
-    train_script.main(["--train_data_file", str(data), "--output_dir", str(tmp_path / "a"), *argv, "--device", "cpu"])
+    train_script.main(["--train-data-file", str(data), "--output-dir", str(tmp_path / "a"), *argv, "--device", "cpu"])
     assert _deprecations(caplog) == ["deprecated: --device cpu is taken as --accelerator cpu; use --accelerator"]
     assert any("training on cpu" in r.getMessage() for r in caplog.records)
     assert not any("--accelerator auto" in r.getMessage() for r in caplog.records)  # auto was replaced, not consulted
@@ -107,9 +107,21 @@ def test_deprecated_disable_mlflow_turns_logging_off(data, tmp_path, caplog):
     argv = fast_without("--logger")
     import train as train_script
     out = tmp_path / "out"
-    train_script.main(["--train_data_file", str(data), "--output_dir", str(out), *argv, "--disable_mlflow"])
+    train_script.main(["--train-data-file", str(data), "--output-dir", str(out), *argv, "--disable_mlflow"])
     assert _deprecations(caplog) == ["deprecated: --disable_mlflow is taken as --logger none --quiet; use those"]
     assert not (out / "logs").exists() and len(metrics(out)) == 2
+
+
+def test_old_spellings_of_flags_still_work_with_one_warning_each(data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    import train as train_script
+    argv = fast_without("--n-groups", "--batch-size", "--max-epochs")
+    train_script.main(["--train_data_file", str(data), "--output_dir", str(tmp_path / "out"), *argv,
+                       "--n_images", "16", "--batch_size", "8", "--max_epochs", "1", "--max_epochs", "2"])
+    assert sorted(_deprecations(caplog)) == [f"deprecated: --{old} is now spelled --{new}; use that" for old, new in (
+        ("batch_size", "batch-size"), ("max_epochs", "max-epochs"), ("n_images", "n-groups"),
+        ("output_dir", "output-dir"), ("train_data_file", "train-data-file"))]
+    assert len(metrics(tmp_path / "out")) == 2  # the last --max_epochs counted, as with any flag
 
 
 def test_accelerator_auto_says_which_device_it_picked(data, tmp_path, caplog):

@@ -15,8 +15,8 @@ def test_two_cpu_processes_split_each_epoch_and_warn_once(tmp_path):
     out = tmp_path / "ddp"
     argv = fast_without("--accelerator", "--threads")
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts/train.py"), "--train_data_file", str(data), "--output_dir", str(out),
-         *argv, "--batch_size", "4", "--devices", "2", "--threads", "1", "--device", "cpu"],
+        [sys.executable, str(REPO / "scripts/train.py"), "--train-data-file", str(data), "--output-dir", str(out),
+         *argv, "--batch-size", "4", "--devices", "2", "--threads", "1", "--device", "cpu"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "distributed_backend=gloo" in proc.stderr and "Starting with 2 processes" in proc.stderr

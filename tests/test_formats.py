@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from ptycho_lib.formats import EV, HC, MARGIN, ReadOptions, read_cxi, read_ptychodus, write_product
+from ptycho_lib.config import DatasetConfig
+from ptycho_lib.formats import EV, HC, MARGIN, read_cxi, read_ptychodus, write_product
 
 PIXEL = 10e-9  # object pixel of the test geometry, m
 ENERGY_EV = 8000.0
@@ -103,7 +104,7 @@ def check_round_trip(out, raw):
 
 def test_cxi_round_trip_recovers_the_simulated_scan(tmp_path, tiny_raw):
     path = write_cxi(tmp_path / "scan.cxi", tiny_raw, flip_x=True)
-    check_round_trip(read_cxi(path, ReadOptions(flip_x=True)), tiny_raw)
+    check_round_trip(read_cxi(path, DatasetConfig(flip_x=True)), tiny_raw)
     # the sign convention matters and is not guessed: without the flip, x runs backwards
     wrong = read_cxi(path)
     assert np.corrcoef(wrong["xcoords"], tiny_raw["xcoords"])[0, 1] < -0.99
@@ -120,7 +121,7 @@ def test_cxi_fallback_paths_and_transposed_positions(tmp_path, tiny_raw):
         "entry_1/sample_1/geometry_1/translation": np.stack([y, x, 0 * x], 1),  # x and y swapped
         "entry_1/instrument_1/source_1/illumination": None,
         "entry_1/instrument_1/source_1/probe": tiny_raw["probeGuess"]})
-    check_round_trip(read_cxi(path, ReadOptions(transpose=True)), tiny_raw)
+    check_round_trip(read_cxi(path, DatasetConfig(transpose_positions=True)), tiny_raw)
 
 
 def test_ptychodus_round_trip_recovers_the_simulated_scan(tmp_path, tiny_raw):
@@ -132,7 +133,7 @@ def test_geometry_goes_through_the_contract_and_is_checked(tmp_path, tiny_raw):
     from ptycho_lib.contract import canonicalise
     from ptycho_lib.io import InputError
 
-    raw = read_cxi(write_cxi(tmp_path / "scan.cxi", tiny_raw), ReadOptions(flip_x=True))
+    raw = read_cxi(write_cxi(tmp_path / "scan.cxi", tiny_raw), DatasetConfig(flip_x=True))
     canonical = canonicalise(raw, "scan.npz", measurement="amplitude")
     for key in ("wavelength_m", "distance_m", "detector_pixel_size_m", "pixel_size_m", "origin_m"):
         np.testing.assert_array_equal(canonical[key], raw[key])
@@ -229,7 +230,7 @@ def pipeline(tmp_path_factory):
     import yaml
     from ptycho_lib.simulate import simulate
     from conftest import TINY
-    from test_pipeline import copy_repo, snakemake
+    from helpers import copy_repo, snakemake
 
     raw = simulate(TINY)
     work = copy_repo(tmp_path_factory.mktemp("byod"))
@@ -277,7 +278,7 @@ def test_loss_curve_and_report_figures(pipeline):
     # the same scan rendered without a pixel size (no scale bar) gives another image
     from ptycho_lib.io import read_npz
     from ptycho_lib.render import render
-    from ptycho_lib.stitch import scanned_region
+    from ptycho_lib.geometry import scanned_region
 
     rec = read_npz(work / "results/recon/cxiscan.npz")
     region = scanned_region(rec["xcoords"], rec["ycoords"])
@@ -289,13 +290,14 @@ def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):
     """A scan without geometry: 1 m stands for one object pixel, and the file says so."""
     from ptycho_lib.contract import canonicalise
     from ptycho_lib.io import write_npz
+    from ptycho_lib.reconstruction import Reconstruction
     import product
 
     canonical = canonicalise(tiny_raw, "tiny.npz")
     write_npz(tmp_path / "canonical.npz", canonical)
     x, y = canonical["xcoords"] + 1, canonical["ycoords"] + 2
-    write_npz(tmp_path / "recon.npz", {"object": canonical["objectGuess"], "xcoords": x, "ycoords": y,
-                                       "origin": np.array([2.0, 1.0])})
+    obj = canonical["objectGuess"]
+    Reconstruction(obj, np.ones(obj.shape, np.float32), x, y, np.array([2.0, 1.0])).save(tmp_path / "recon.npz")
     product.main([str(tmp_path / "recon.npz"), str(tmp_path / "canonical.npz"), str(tmp_path / "p.h5")])
     with h5py.File(tmp_path / "p.h5") as f:
         assert f.attrs["pixel_size_known"] == 0 and f["object"].attrs["pixel_width_m"] == 1.0

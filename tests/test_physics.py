@@ -7,7 +7,9 @@ import torch
 from ptycho_lib import physics
 from ptycho_lib.data import make_groups, split_rows
 from ptycho_lib.simulate import probe_from_pupil, pupil
-from ptycho_lib.stitch import Stitcher, canvas_geometry, fourier_shift
+from helpers import fourier_shift
+from ptycho_lib.geometry import canvas_geometry, shift_ramps
+from ptycho_lib.stitch import Stitcher
 
 N = 32
 
@@ -54,7 +56,7 @@ def test_shift_ramps_move_content_by_the_shift(shift):
     def spot(cy, cx):
         return np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * 2.0**2)) * (1 + 1j)
 
-    ramp = physics._shift_ramps(torch.tensor(shift), N, torch.complex128)
+    ramp = shift_ramps(torch.tensor(shift), N, torch.complex128)
     out = torch.fft.ifft2(torch.fft.fft2(torch.from_numpy(spot(14, 16))) * ramp).numpy()
     np.testing.assert_allclose(out, spot(14 + shift[0], 16 + shift[1]), atol=1e-6)
 
@@ -190,7 +192,7 @@ def test_patches_with_any_global_phases_stitch_back_to_the_object(spread):
     """Each patch of a known object gets its own global phase, up to the whole circle
     (a network's patches carry arbitrary ones): aligning them from their overlaps and
     stitching gives the object back, up to one global phase."""
-    from ptycho_lib.stitch import phase_offsets
+    from helpers import phase_offsets
 
     rng = np.random.default_rng(4)
     h = w = 96

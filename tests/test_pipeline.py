@@ -1,60 +1,15 @@
 """End to end: Snakemake as a subprocess in a temporary copy of the repository."""
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, TINY
+from conftest import TINY
+from helpers import TINY_CONFIG, copy_repo, planned_jobs, snakemake
 from ptycho_lib.io import read_npz, write_npz
 from ptycho_lib.simulate import simulate
-
-TINY_CONFIG = {  # a few seconds of training: enough to exercise every stage
-    "data": {"n_groups": 24},
-    "train": {"max_epochs": 2, "batch_size": 8},
-    "infer": {"batch_size": 16},
-    "solver": {"iterations": 40, "refine_iterations": 10, "batch_size": 8},
-}
-
-STAGE_OUTPUTS = [
-    "results/validated/{d}.json", "results/canonical/{d}.npz", "results/train/{d}/last.ckpt",
-    "results/train/{d}/metrics.csv", "results/models/{d}/wts.h5.zip", "results/recon/{d}.npz",
-    "results/recon/{d}.png",
-]
-
-
-def copy_repo(dst: Path) -> Path:
-    """The files git would check out (tracked + untracked-not-ignored), nothing else."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO, capture_output=True, check=True).stdout.decode()
-    for rel in filter(None, out.split("\0")):
-        src = REPO / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    return dst
-
-
-def snakemake(workdir: Path, *args, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """Rule -> job count from Snakemake's 'Job stats' table."""
-    table = output.split("Job stats:")[1]
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m[0] != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +23,17 @@ def workdir(tmp_path_factory):
 def test_fresh_clone_plans_exactly_the_six_stages_for_fly001(workdir):
     proc = snakemake(workdir, "-n", "results/recon/fly001.png")
     assert planned_jobs(proc.stdout + proc.stderr) == {
-        "validate": 1, "transpose": 1, "train": 1, "export": 1, "infer": 1, "render": 1}
+        "validate": 1, "transpose": 1, "train": 1, "export": 1, "recon": 1, "render": 1}
 
 
 def test_any_scan_by_name_runs_every_stage_then_nothing(workdir):
     snakemake(workdir, "results/recon/tiny.png", "--cores", "2", "--configfile", "tiny.yaml")
     for pattern in STAGE_OUTPUTS:
         assert (workdir / pattern.format(d="tiny")).stat().st_size > 0, pattern
-    for log in ("validate", "transpose", "train", "export", "infer", "render/recon"):
+    for log in ("validate", "transpose", "train", "export", "recon", "render/recon"):
         assert (workdir / f"logs/{log}/tiny.log").exists(), log
-    for rule in ("train", "infer"):
-        assert (workdir / f"benchmarks/{rule}/tiny.tsv").exists(), rule
+    for rule in ("train", "recon"):
+        assert (workdir / f"results/timings/{rule}/tiny.tsv").exists(), rule
 
     assert (workdir / "results/recon/tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rec = read_npz(workdir / "results/recon/tiny.npz")
@@ -109,15 +64,15 @@ def test_methods_are_scored_side_by_side_against_the_reference(workdir):
     against objectGuess and draws their FRC curves with the table."""
     snakemake(workdir, "results/metrics/tiny.json", "--cores", "2", "--configfile", "tiny.yaml")
     table = json.loads((workdir / "results/metrics/tiny.json").read_text())
-    assert set(table) == {"pinn", "epie", "pinn+epie"}
+    assert set(table) == {"recon", "baseline", "refined"}
     for row in table.values():
         assert set(row) >= {"amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr",
                             "frc_resolution_cycles_per_pixel", "stage_wall_s"}
         assert row["stage_wall_s"] > 0
     # 40 ePIE passes on a well-sampled, high-dose scan recover the phase; two epochs of
     # training do not, and refining their result recovers it too
-    assert table["epie"]["phase_ssim"] > 0.6
-    assert table["pinn+epie"]["phase_ssim"] > table["pinn"]["phase_ssim"]
+    assert table["baseline"]["phase_ssim"] > 0.6
+    assert table["refined"]["phase_ssim"] > table["recon"]["phase_ssim"]
     per_stage = json.loads((workdir / "results/metrics/baseline/tiny.json").read_text())
-    assert per_stage["phase_ssim"] == table["epie"]["phase_ssim"] and len(per_stage["frc"]["frc"]) > 5
+    assert per_stage["phase_ssim"] == table["baseline"]["phase_ssim"] and len(per_stage["frc"]["frc"]) > 5
     assert (workdir / "results/metrics/tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,7 +19,7 @@ from ptycho_lib import __version__
 from ptycho_lib.io import read_npz, write_npz
 from ptycho_lib.provenance import git_commit
 from ptycho_lib.simulate import simulate
-from test_pipeline import copy_repo, snakemake
+from helpers import copy_repo, snakemake
 
 MICRO_CONFIG = {  # the smallest run that still goes through every stage
     "data": {"n_groups": 16},

@@ -18,10 +18,10 @@ import yaml
 from conftest import TINY
 from ptycho_lib.io import write_npz
 from ptycho_lib.simulate import simulate
-from test_pipeline import TINY_CONFIG, copy_repo, planned_jobs, snakemake
+from helpers import TINY_CONFIG, copy_repo, planned_jobs, snakemake
 
 SCANS = ("a", "b", "c")
-EVERYTHING = {"validate": 3, "transpose": 3, "train": 1, "export": 1, "infer": 3, "render": 3, "product": 3,
+EVERYTHING = {"validate": 3, "transpose": 3, "train": 1, "export": 1, "recon": 3, "render": 3, "product": 3,
               "loss_curve": 1}
 
 
@@ -73,16 +73,16 @@ def test_one_model_trained_once_reconstructs_every_listed_scan(built):
 
 @pytest.mark.parametrize("change, expected", [
     ("nothing", {}),
-    ("infer setting", {"infer": 3, "render": 3, "product": 3}),
+    ("infer setting", {"recon": 3, "render": 3, "product": 3}),
     ("render setting", {"render": 3, "loss_curve": 1}),
-    ("training setting", {"train": 1, "export": 1, "infer": 3, "render": 3, "product": 3, "loss_curve": 1}),
-    ("physics module edit", {"train": 1, "export": 1, "infer": 3, "render": 3, "product": 3, "loss_curve": 1}),
-    ("stitching module edit", {"infer": 3, "render": 3, "product": 3}),
+    ("training setting", {"train": 1, "export": 1, "recon": 3, "render": 3, "product": 3, "loss_curve": 1}),
+    ("physics module edit", {"train": 1, "export": 1, "recon": 3, "render": 3, "product": 3, "loss_curve": 1}),
+    ("stitching module edit", {"recon": 3, "render": 3, "product": 3}),
     ("render script edit", {"render": 3}),
     ("touch raw file, same content", {}),  # of scan c, 1.5 MB
-    ("new raw content, scan b", {"validate": 1, "transpose": 1, "infer": 1, "render": 1, "product": 1}),
+    ("new raw content, scan b", {"validate": 1, "transpose": 1, "recon": 1, "render": 1, "product": 1}),
     ("new raw content, training scan a", {"validate": 1, "transpose": 1, "train": 1, "export": 1,
-                                          "infer": 3, "render": 3, "product": 3, "loss_curve": 1}),
+                                          "recon": 3, "render": 3, "product": 3, "loss_curve": 1}),
 ])
 def test_only_stale_stages_rerun(built, change, expected, tmp_path):
     undo, args = (lambda: None), []
@@ -135,10 +135,10 @@ def job_events(out: str, rule: str) -> list[tuple[str, datetime]]:
 def test_gpu_jobs_run_one_at_a_time_under_a_gpu_cap_of_one(built):
     """Two reconstructions marked gpu=1 with cores for both: under --resources gpu=1 the
     second starts only after the first ended (with gpu=2 both start at once)."""
-    out = stdout(snakemake(built, "results/recon/a.npz", "results/recon/b.npz", "--forcerun", "infer",
-                           "--cores", "4", "--set-threads", "infer=1", "--set-resources", "infer:gpu=1",
+    out = stdout(snakemake(built, "results/recon/a.npz", "results/recon/b.npz", "--forcerun", "recon",
+                           "--cores", "4", "--set-threads", "recon=1", "--set-resources", "recon:gpu=1",
                            "--resources", "gpu=1"))
-    events = job_events(out, "infer")
+    events = job_events(out, "recon")
     assert [kind for kind, _ in events] == ["start", "end", "start", "end"], events
     assert events[1][1] <= events[2][1], events  # second start at or after first end
 

@@ -15,11 +15,11 @@ import yaml
 
 from conftest import TINY
 from ptycho_lib.config import DataConfig, ModelConfig, TrainConfig
-from ptycho_lib.data import Scan
+from ptycho_lib.scan import Scan
 from ptycho_lib.io import write_npz
 from ptycho_lib.resume import fingerprint, resume_point
 from ptycho_lib.simulate import simulate
-from test_pipeline import copy_repo, snakemake
+from helpers import copy_repo, snakemake
 
 # 12 optimiser steps per epoch: long enough to be killed between epochs
 RESUME_CONFIG = {

@@ -24,7 +24,7 @@ import yaml
 from conftest import REPO, TINY
 from ptycho_lib.io import read_npz, write_npz
 from ptycho_lib.simulate import simulate
-from test_pipeline import TINY_CONFIG, copy_repo
+from helpers import TINY_CONFIG, copy_repo
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
 PROFILE = REPO / "workflow/profiles/slurm/config.yaml"

@@ -14,12 +14,15 @@ from conftest import TINY
 from ptycho_lib import reconstruct as recon_module
 from ptycho_lib.config import InferConfig
 from ptycho_lib.contract import canonicalise
-from ptycho_lib.data import input_scale, load_scan
+from ptycho_lib.data import input_scale
+from ptycho_lib.scan import load_scan
 from ptycho_lib.io import InputError, read_npz, write_npz
 from ptycho_lib.model import PtychoNet
 from ptycho_lib.reconstruct import fold_batchnorm, inference_settings, processing_order, reconstruct
 from ptycho_lib.simulate import simulate
-from ptycho_lib.stitch import Stitcher, canvas_geometry, overlap_pairs, phase_offsets
+from helpers import phase_offsets
+from ptycho_lib.geometry import canvas_geometry
+from ptycho_lib.stitch import Stitcher, overlap_pairs
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +73,8 @@ def test_streamed_reconstruction_equals_the_in_memory_one(canonical, net, stitch
     got = reconstruct(net, scan, cfg, patch_memory=0)
     obj, weight = in_memory_reference(net, load_scan(canonical), cfg)
     lit = weight > 1e-3 * weight.max()
-    np.testing.assert_allclose(got["weight"], weight, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(got["object"][lit], obj[lit], rtol=0, atol=2e-5 * np.abs(obj).max())
+    np.testing.assert_allclose(got.weight, weight, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got.object[lit], obj[lit], rtol=0, atol=2e-5 * np.abs(obj).max())
 
 
 def test_file_order_does_not_change_the_object(canonical, net):
@@ -83,7 +86,7 @@ def test_file_order_does_not_change_the_object(canonical, net):
     shuffled.amplitude, shuffled.x, shuffled.y = scan.amplitude[perm], scan.x[perm], scan.y[perm]
     a = reconstruct(net, scan, InferConfig(batch_size=7))
     b = reconstruct(net, shuffled, InferConfig(batch_size=7))
-    np.testing.assert_allclose(b["object"], a["object"], atol=2e-5 * np.abs(a["object"]).max())
+    np.testing.assert_allclose(b.object, a.object, atol=2e-5 * np.abs(a.object).max())
 
 
 def test_neighbours_stay_close_in_processing_order():

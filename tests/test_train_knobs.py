@@ -32,7 +32,7 @@ def test_same_seed_gives_bit_identical_weights_and_reconstructions_another_seed_
         # (on the CPU the two modes compute the same; the switch is torch's)
         assert torch.are_deterministic_algorithms_enabled() == (mode == "--deterministic")
         bundle = export(out / "best.ckpt", tmp_path / name / "wts.h5.zip")
-        infer_script.main(["--model_path", str(bundle), "--test_data", str(data), "--output", str(tmp_path / f"{name}.npz"),
+        infer_script.main(["--model-path", str(bundle), "--test-data", str(data), "--output", str(tmp_path / f"{name}.npz"),
                            "--quiet", "--accelerator", "cpu", "--threads", "1"])
         runs[name] = weights(out / "best.ckpt")
     assert distance(runs["a"], runs["b"]) == 0.0
@@ -42,8 +42,8 @@ def test_same_seed_gives_bit_identical_weights_and_reconstructions_another_seed_
 
 
 def test_simulated_scans_add_their_groups_to_every_epoch_reproducibly(data, tmp_path):
-    plain = train(data, tmp_path / "plain", "--max_epochs", "1")
-    runs = [train(data, tmp_path / f"sim{i}", "--max_epochs", "1", "--simulated-scans", "2") for i in range(2)]
+    plain = train(data, tmp_path / "plain", "--max-epochs", "1")
+    runs = [train(data, tmp_path / f"sim{i}", "--max-epochs", "1", "--simulated-scans", "2") for i in range(2)]
     # 16 groups of the scan + 16 of each simulated scan, 8 a batch: 6 steps instead of 2
     assert [int(r["step"]) for r in metrics(plain)] == [2] and [int(r["step"]) for r in metrics(runs[0])] == [6]
     assert distance(weights(runs[0] / "best.ckpt"), weights(runs[1] / "best.ckpt")) == 0.0
@@ -51,7 +51,7 @@ def test_simulated_scans_add_their_groups_to_every_epoch_reproducibly(data, tmp_
 
 
 def test_top_k_keeps_the_best_epochs_and_the_bundle_comes_from_the_best(data, tmp_path):
-    out = train(data, tmp_path / "min", "--max_epochs", "5", "--learning-rate", "3e-3", "--checkpoint-save-top-k", "2")
+    out = train(data, tmp_path / "min", "--max-epochs", "5", "--learning-rate", "3e-3", "--checkpoint-save-top-k", "2")
     val = [float(r["val_loss"]) for r in metrics(out)]
     assert len(val) == 5
     kept = sorted(int(p.name[6:9]) for p in (out / "checkpoints").glob("*.ckpt"))
@@ -63,7 +63,7 @@ def test_top_k_keeps_the_best_epochs_and_the_bundle_comes_from_the_best(data, tm
     assert distance(weights(out / "best.ckpt"), weights(out / "checkpoints" / chosen["file"])) == 0.0
     assert read_last_epoch(out) == 4
 
-    out = train(data, tmp_path / "max", "--max_epochs", "5", "--learning-rate", "3e-3",
+    out = train(data, tmp_path / "max", "--max-epochs", "5", "--learning-rate", "3e-3",
                 "--checkpoint-save-top-k", "-1", "--checkpoint-mode", "max", "--checkpoint-monitor", "train_loss")
     loss = [float(r["train_loss"]) for r in metrics(out)]
     assert len(list((out / "checkpoints").glob("*.ckpt"))) == 5
@@ -78,33 +78,33 @@ def read_last_epoch(out):
 
 def test_early_stopping_ends_a_plateaued_run(data, tmp_path):
     # a learning rate far below float32 resolution leaves the weights as they are: a plateau
-    plateau = ["--learning-rate", "1e-12", "--norm", "none", "--max_epochs", "10"]
+    plateau = ["--learning-rate", "1e-12", "--norm", "none", "--max-epochs", "10"]
     out = train(data, tmp_path / "stop", *plateau, "--early-stop-patience", "2")
     assert len(metrics(out)) == 3  # the first epoch sets the best, two more without improvement
 
 
 def test_schedulers_set_the_learning_rate_logged_each_epoch(data, tmp_path):
-    step = train(data, tmp_path / "step", "--max_epochs", "3", "--scheduler", "step", "--scheduler-step-size", "1",
+    step = train(data, tmp_path / "step", "--max-epochs", "3", "--scheduler", "step", "--scheduler-step-size", "1",
                  "--scheduler-gamma", "0.5")
     assert [float(r["lr"]) for r in metrics(step)] == pytest.approx([1e-3, 5e-4, 2.5e-4], rel=1e-6)
 
-    cosine = train(data, tmp_path / "cos", "--max_epochs", "3", "--scheduler", "cosine", "--scheduler-min-lr", "1e-4",
+    cosine = train(data, tmp_path / "cos", "--max-epochs", "3", "--scheduler", "cosine", "--scheduler-min-lr", "1e-4",
                    "--scheduler-t-max", "4")
     expected = [1e-4 + 0.9e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(3)]
     assert [float(r["lr"]) for r in metrics(cosine)] == pytest.approx(expected, rel=1e-6)
 
-    plateau = train(data, tmp_path / "plat", "--max_epochs", "4", "--learning-rate", "1e-12", "--norm", "none",
+    plateau = train(data, tmp_path / "plat", "--max-epochs", "4", "--learning-rate", "1e-12", "--norm", "none",
                     "--scheduler", "plateau", "--scheduler-patience", "0", "--scheduler-gamma", "0.5")
     assert [float(r["lr"]) for r in metrics(plateau)] == pytest.approx([1e-12, 1e-12, 5e-13, 2.5e-13], rel=1e-6)
 
 
 def test_accumulating_two_batches_of_four_matches_one_batch_of_eight(data, tmp_path):
     # batch norm would see the smaller batches; bf16 rounds the two sums differently
-    common = ["--max_epochs", "1", "--norm", "none", "--precision", "fp32"]
-    big = weights(train(data, tmp_path / "b8", *common, "--batch_size", "8") / "best.ckpt")
-    acc = weights(train(data, tmp_path / "b4x2", *common, "--batch_size", "4", "--accumulate-grad-batches", "2")
+    common = ["--max-epochs", "1", "--norm", "none", "--precision", "fp32"]
+    big = weights(train(data, tmp_path / "b8", *common, "--batch-size", "8") / "best.ckpt")
+    acc = weights(train(data, tmp_path / "b4x2", *common, "--batch-size", "4", "--accumulate-grad-batches", "2")
                   / "best.ckpt")
-    small = weights(train(data, tmp_path / "b4", *common, "--batch_size", "4") / "best.ckpt")
+    small = weights(train(data, tmp_path / "b4", *common, "--batch-size", "4") / "best.ckpt")
     assert distance(big, acc) < 0.01 * distance(big, small)
 
 
@@ -135,7 +135,7 @@ def test_missing_optional_logger_says_how_to_install_it(data, tmp_path, kind, mo
     import train as train_script
     monkeypatch.setitem(sys.modules, kind, None)  # as if the package were not installed
     with pytest.raises(SystemExit) as e:
-        run(train_script.main, ["--train_data_file", str(data), "--output_dir", str(tmp_path / "out"),
+        run(train_script.main, ["--train-data-file", str(data), "--output-dir", str(tmp_path / "out"),
                                 "--logger", kind])
     assert e.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -169,8 +169,8 @@ class Recorder(Dataset):
 
 def _loaders(tmp_path, *flags):
     import train as train_script
-    args = train_script.parser().parse_args(["--train_data_file", "x", "--output_dir", "y", *flags])
-    cfg = config.build(args, train_script.SECTIONS, "train")
+    args = train_script.parser().parse_args(["--train-data-file", "x", "--output-dir", "y", *flags])
+    cfg = config.build(args, "train")
     log = tmp_path / "fetch.log"
     loader, _ = make_loaders(Recorder(log), None, cfg["train"], cfg["execution"])
     return loader, log
@@ -182,7 +182,7 @@ def _fetched(log):
 
 @pytest.mark.parametrize("prefetch", [2, 4])
 def test_prefetch_factor_is_how_far_the_worker_reads_ahead(tmp_path, prefetch):
-    loader, log = _loaders(tmp_path, "--batch_size", "1", "--num-workers", "1", "--prefetch-factor", str(prefetch))
+    loader, log = _loaders(tmp_path, "--batch-size", "1", "--num-workers", "1", "--prefetch-factor", str(prefetch))
     it = iter(loader)
     next(it)
     time.sleep(1.0)  # let the worker fill its queue
@@ -193,7 +193,7 @@ def test_prefetch_factor_is_how_far_the_worker_reads_ahead(tmp_path, prefetch):
 @pytest.mark.parametrize("persistent", [True, False])
 def test_persistent_workers_survive_between_epochs(tmp_path, persistent):
     flag = "--persistent-workers" if persistent else "--no-persistent-workers"
-    loader, log = _loaders(tmp_path, "--batch_size", "4", "--num-workers", "1", flag)
+    loader, log = _loaders(tmp_path, "--batch-size", "4", "--num-workers", "1", flag)
     for _ in range(2):
         list(loader)
     pids = [line.split()[1] for line in _fetched(log)]
@@ -206,10 +206,11 @@ def test_exported_batch_norm_statistics_are_those_of_the_final_weights(data, tmp
     import torch
     from torch.nn import functional as F
 
-    from ptycho_lib.data import input_scale, load_scan, split_rows
+    from ptycho_lib.data import input_scale, split_rows
+    from ptycho_lib.scan import load_scan
     from ptycho_lib.model import PtychoNet
 
-    out = train(data, tmp_path / "run", "--max_epochs", "3", "--learning-rate", "1e-2")
+    out = train(data, tmp_path / "run", "--max-epochs", "3", "--learning-rate", "1e-2")
     state = weights(out / "best.ckpt")
     scan = load_scan(data)
     train_rows = split_rows(scan.y, 0.1)[0]  # every training position, as the dataset holds them

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from test_pipeline import copy_repo, planned_jobs, snakemake
+from helpers import copy_repo, planned_jobs, snakemake
 
-STAGES = {"validate": 1, "transpose": 1, "train": 1, "export": 1, "infer": 1, "render": 1}
+STAGES = {"validate": 1, "transpose": 1, "train": 1, "export": 1, "recon": 1, "render": 1}
 
 
 def test_snakemake_lint_is_clean(tmp_path):

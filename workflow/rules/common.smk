@@ -1,29 +1,32 @@
-# Shared helpers: per-dataset settings, the dataset -> model map, and the library
+# Shared helpers: per-dataset settings, the dataset -> model map, the command-line flags
+# of each stage (written from the declarations in ptycho_lib/config.py) and the library
 # sources each stage depends on (Snakemake does not see Python imports).
 import ast
 import os
 
-STAGES = ["recon", "baseline", "refined"]  # PINN, iterative baseline, PINN + refinement
+from ptycho_lib.config import cli_flags
+from ptycho_lib.file_types import RESOURCES, detect_format, ptychodus_product
+
+# The three reconstructions of a scan, each named the same in its folder, rule, metrics
+# key and report category: recon (the network's), baseline (iterative, from a flat
+# object) and refined (the network's, refined iteratively).
+METHODS = ["recon", "baseline", "refined"]
 
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    stage="|".join(STAGES),
+    method="|".join(METHODS),
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
-def dataset_setting(dataset, key):
-    """A dataset's own setting, else the default for all datasets."""
-    own = (config["datasets"].get(dataset) or {}).get(key)
-    return own if own is not None else config["dataset_defaults"].get(key)
-
-
-RAW = {
-    "npz": "resources/{}.npz",
-    "cxi": "resources/{}.cxi",
-    "ptychodus": "resources/{}",
-}
-PTYCHODUS_PRODUCTS = ["product-in.h5", "product.h5"]
+def dataset_settings(dataset):
+    """A dataset's settings: its own, else the defaults for all datasets."""
+    own = {
+        k: v
+        for k, v in (config["datasets"].get(dataset) or {}).items()
+        if v is not None
+    }
+    return {**config["dataset_defaults"], **own}
 
 
 def raw_source(dataset):
@@ -33,21 +36,20 @@ def raw_source(dataset):
     """
     own = (config["datasets"].get(dataset) or {}).get("path")
     found = [
-        p.format(dataset) for p in RAW.values() if os.path.exists(p.format(dataset))
+        p.format(dataset)
+        for p in RESOURCES.values()
+        if os.path.exists(p.format(dataset))
     ]
-    return own or (found + [RAW["npz"].format(dataset)])[0]
+    return own or (found + [RESOURCES["npz"].format(dataset)])[0]
 
 
 def raw_format(dataset):
-    """npz, cxi or ptychodus: the dataset's `format`, else from its raw source (a folder
-    is a ptychodus scan, a .npz file an NPZ, any other file a CXI/HDF5 file)."""
-    fmt = dataset_setting(dataset, "format")
-    if fmt and fmt != "auto":
-        return fmt
-    path = raw_source(dataset)
-    if os.path.isdir(path):
-        return "ptychodus"
-    return "npz" if path.lower().endswith(".npz") else "cxi"
+    return detect_format(raw_source(dataset), dataset_settings(dataset)["format"])
+
+
+def imported(dataset):
+    """Whether the scan is a CXI file or ptychodus folder that convert turns into an NPZ."""
+    return raw_format(dataset) != "npz"
 
 
 def raw_files(dataset):
@@ -56,44 +58,29 @@ def raw_files(dataset):
     path = raw_source(dataset)
     if raw_format(dataset) != "ptychodus":
         return [path]
-    products = [
-        f"{path}/{n}" for n in PTYCHODUS_PRODUCTS if os.path.exists(f"{path}/{n}")
-    ]
-    return [
-        f"{path}/diffraction.h5",
-        (products + [f"{path}/{PTYCHODUS_PRODUCTS[0]}"])[0],
-    ]
+    return [f"{path}/diffraction.h5", str(ptychodus_product(path))]
 
 
 def contract_input(dataset):
     """The raw NPZ that validate and transpose read: the user's NPZ, or the one convert
     made from a CXI file or a ptychodus folder."""
-    if raw_format(dataset) == "npz":
+    if not imported(dataset):
         return raw_source(dataset)
     return f"results/imported/{dataset}.npz"
 
 
-def imported(dataset):
-    return raw_format(dataset) != "npz"
+def dataset_flags(dataset, program):
+    """The dataset's settings as flags of convert, validate or transpose. After
+    convert, the NPZ holds amplitudes and the user's file has been checked."""
+    values = dataset_settings(dataset)
+    if program != "convert" and imported(dataset):
+        values = {**values, "measurement": "amplitude", "sha256": ""}
+    return cli_flags("dataset", values, program)
 
 
-def convert_flags(dataset):
-    """Reader options of a dataset as convert.py flags."""
-    out = [
-        f"--format {raw_format(dataset)}",
-        f"--measurement {dataset_setting(dataset, 'measurement')}",
-    ]
-    for key in ("flip_x", "flip_y", "transpose_positions"):
-        if dataset_setting(dataset, key):
-            out.append(f"--{key.replace('_', '-')}")
-    center = dataset_setting(dataset, "beam_center")
-    if center:
-        out.append(f"--beam-center {center[0]} {center[1]}")
-    if dataset_setting(dataset, "pattern_size"):
-        out.append(f"--pattern-size {dataset_setting(dataset, 'pattern_size')}")
-    if dataset_setting(dataset, "sha256"):
-        out.append(f"--sha256 {dataset_setting(dataset, 'sha256')}")
-    return " ".join(out)
+def flags(program, *sections):
+    """The config sections' settings as flags of a program."""
+    return " ".join(filter(None, (cli_flags(s, config[s], program) for s in sections)))
 
 
 def model_of(dataset):
@@ -107,9 +94,11 @@ def training_data(model):
 
 
 def sources(script):
-    """A stage's script and every local file it imports, directly or through other
-    imports (scripts/_cli.py, ptycho_lib/*.py): declared as inputs, so an edit to any
-    of them reruns the stage (Snakemake does not see imports), an edit elsewhere not."""
+    """A stage's script and every file of ptycho_lib it imports, directly or through
+    other modules: declared as inputs, so an edit to any of them reruns the stage
+    (Snakemake does not see imports), an edit elsewhere not. The rules run a script
+    as `python -m scripts.NAME` from the workflow's directory, so this checkout's
+    ptycho_lib is the one imported."""
     found, todo = set(), [script]
     while todo:
         path = todo.pop()
@@ -133,26 +122,7 @@ def sources(script):
                 if parts[0] == "ptycho_lib":
                     todo.append(os.path.join(*parts) + ".py")
                     todo.append(os.path.join(parts[0], "__init__.py"))
-                elif os.path.dirname(path) == "scripts":
-                    todo.append(os.path.join("scripts", parts[0] + ".py"))
     return sorted(found)
-
-
-def flags(section, mapping):
-    """CLI flags for the config values of one section, e.g. '--max_epochs 20';
-    booleans become --name / --no-name and null values are left out."""
-    out = []
-    for key, flag in mapping.items():
-        value = config[section][key]
-        if isinstance(value, bool):
-            out.append(bool_flag(value, flag[2:]))
-        elif value is not None:
-            out.append(f"{flag} {value}")
-    return " ".join(out)
-
-
-def bool_flag(value, name):
-    return f"--{name}" if value else f"--no-{name}"
 
 
 def gpu_count(accelerator, devices=1):
@@ -160,17 +130,9 @@ def gpu_count(accelerator, devices=1):
     return devices if accelerator in ("gpu", "cuda") else 0
 
 
-def stage_title(stage, dataset):
+def method_title(method, dataset):
     return {
-        "recon": f"PINN (model {model_of(dataset)})",
-        "baseline": f"ePIE baseline ({config['solver']['iterations']} iterations)",
-        "refined": f"PINN + {config['solver']['refine_iterations']} ePIE iterations",
-    }[stage]
-
-
-def solver_flags(iterations):
-    s = config["solver"]
-    return (
-        f"--iterations {iterations} --batch-size {s['batch_size']} --alpha {s['alpha']}"
-        f" {bool_flag(s['probe_refinement'], 'probe-refinement')} --seed {s['seed']}"
-    )
+        "recon": f"network (model {model_of(dataset)})",
+        "baseline": f"ePIE baseline ({config['solver']['iterations']} passes)",
+        "refined": f"network + {config['solver']['refine_iterations']} ePIE passes",
+    }[method]

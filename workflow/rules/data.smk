@@ -5,7 +5,6 @@
 rule convert:
     input:
         raw=lambda wc: raw_files(wc.dataset),
-        script="scripts/convert.py",
         sources=sources("scripts/convert.py"),
     output:
         "results/imported/{dataset}.npz",
@@ -15,15 +14,14 @@ rule convert:
         "../envs/ptycho.yaml"
     params:
         source=lambda wc: raw_source(wc.dataset),
-        flags=lambda wc: convert_flags(wc.dataset),
+        flags=lambda wc: dataset_flags(wc.dataset, "convert"),
     shell:
-        "python {input.script} '{params.source}' {output} {params.flags} 2> {log}"
+        "python -m scripts.convert '{params.source}' {output} {params.flags} 2> {log}"
 
 
 rule validate:
     input:
         raw=lambda wc: contract_input(wc.dataset),
-        script="scripts/validate.py",
         sources=sources("scripts/validate.py"),
     output:
         "results/validated/{dataset}.json",
@@ -32,26 +30,15 @@ rule validate:
     conda:
         "../envs/ptycho.yaml"
     params:
-        layout=lambda wc: dataset_setting(wc.dataset, "layout"),
-        # convert wrote amplitudes and checked the SHA-256 of the user's file
-        measurement=lambda wc: (
-            "amplitude"
-            if imported(wc.dataset)
-            else dataset_setting(wc.dataset, "measurement")
-        ),
-        sha256=lambda wc: (
-            "" if imported(wc.dataset) else dataset_setting(wc.dataset, "sha256")
-        ),
+        flags=lambda wc: dataset_flags(wc.dataset, "validate"),
     shell:
-        "python {input.script} {input.raw} {output} --layout {params.layout}"
-        " --measurement {params.measurement} --sha256 '{params.sha256}' 2> {log}"
+        "python -m scripts.validate {input.raw} {output} {params.flags} 2> {log}"
 
 
 rule transpose:
     input:
         raw=lambda wc: contract_input(wc.dataset),
         report="results/validated/{dataset}.json",
-        script="scripts/transpose.py",
         sources=sources("scripts/transpose.py"),
     output:
         "results/canonical/{dataset}.npz",
@@ -60,17 +47,6 @@ rule transpose:
     conda:
         "../envs/ptycho.yaml"
     params:
-        layout=lambda wc: dataset_setting(wc.dataset, "layout"),
-        measurement=lambda wc: (
-            "amplitude"
-            if imported(wc.dataset)
-            else dataset_setting(wc.dataset, "measurement")
-        ),
-        nphotons=lambda wc: (
-            f"--nphotons {dataset_setting(wc.dataset, 'nphotons')}"
-            if dataset_setting(wc.dataset, "nphotons")
-            else ""
-        ),
+        flags=lambda wc: dataset_flags(wc.dataset, "transpose"),
     shell:
-        "python {input.script} {input.raw} {output} --layout {params.layout}"
-        " --measurement {params.measurement} {params.nphotons} 2> {log}"
+        "python -m scripts.transpose {input.raw} {output} {params.flags} 2> {log}"

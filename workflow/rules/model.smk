@@ -4,7 +4,6 @@
 rule train:
     input:
         data=lambda wc: f"results/canonical/{training_data(wc.model)}.npz",
-        script="scripts/train.py",
         sources=sources("scripts/train.py"),
     output:
         best="results/train/{model}/best.ckpt",
@@ -19,7 +18,7 @@ rule train:
     log:
         "logs/train/{model}.log",
     benchmark:
-        "benchmarks/train/{model}.tsv"
+        "results/timings/train/{model}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
@@ -32,73 +31,15 @@ rule train:
         runtime=config["resources"]["train"]["runtime"],
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
-        flags=" ".join(
-            [
-                flags(
-                    "data",
-                    {
-                        "gridsize": "--gridsize",
-                        "neighbours": "--neighbours",
-                        "n_groups": "--n_images",
-                        "val_fraction": "--val-fraction",
-                        "simulated_scans": "--simulated-scans",
-                    },
-                ),
-                flags(
-                    "model",
-                    {
-                        "width": "--width",
-                        "loss": "--loss",
-                        "norm": "--norm",
-                        "input_transform": "--input-transform",
-                        "align_phase": "--align-phase",
-                        "estimate_iterations": "--estimate-iterations",
-                        "skips": "--skips",
-                    },
-                ),
-                flags(
-                    "train",
-                    {
-                        "max_epochs": "--max_epochs",
-                        "batch_size": "--batch_size",
-                        "accumulate_grad_batches": "--accumulate-grad-batches",
-                        "learning_rate": "--learning-rate",
-                        "seed": "--seed",
-                        "deterministic": "--deterministic",
-                        "checkpoint_save_top_k": "--checkpoint-save-top-k",
-                        "checkpoint_monitor": "--checkpoint-monitor",
-                        "checkpoint_mode": "--checkpoint-mode",
-                        "early_stop_patience": "--early-stop-patience",
-                        "logger": "--logger",
-                        "scheduler": "--scheduler",
-                        "scheduler_step_size": "--scheduler-step-size",
-                        "scheduler_gamma": "--scheduler-gamma",
-                        "scheduler_patience": "--scheduler-patience",
-                        "scheduler_min_lr": "--scheduler-min-lr",
-                        "scheduler_t_max": "--scheduler-t-max",
-                        "precision": "--precision",
-                    },
-                ),
-                flags(
-                    "execution",
-                    {
-                        "devices": "--devices",
-                        "num_workers": "--num-workers",
-                        "prefetch_factor": "--prefetch-factor",
-                        "persistent_workers": "--persistent-workers",
-                    },
-                ),
-            ]
-        ),
+        flags=flags("train", "data", "model", "train", "execution"),
     shell:
-        "python {input.script} --train_data_file {input.data} --output_dir {params.outdir}"
+        "python -m scripts.train --train-data-file {input.data} --output-dir {params.outdir}"
         " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
 
 
 rule export:
     input:
         ckpt="results/train/{model}/best.ckpt",
-        script="scripts/export.py",
         sources=sources("scripts/export.py"),
     output:
         "results/models/{model}/wts.h5.zip",
@@ -107,13 +48,12 @@ rule export:
     conda:
         "../envs/ptycho.yaml"
     shell:
-        "python {input.script} {input.ckpt} {output} 2> {log}"
+        "python -m scripts.export {input.ckpt} {output} 2> {log}"
 
 
 rule loss_curve:
     input:
         metrics="results/train/{model}/metrics.csv",
-        script="scripts/loss_curve.py",
         sources=sources("scripts/loss_curve.py"),
     output:
         report(
@@ -127,7 +67,7 @@ rule loss_curve:
     conda:
         "../envs/ptycho.yaml"
     params:
-        dpi=config["render"]["dpi"],
+        flags=flags("loss_curve", "render"),
     shell:
-        "python {input.script} {input.metrics} {output} --title 'model {wildcards.model}'"
-        " --dpi {params.dpi} 2> {log}"
+        "python -m scripts.loss_curve {input.metrics} {output} --title 'model {wildcards.model}'"
+        " {params.flags} 2> {log}"

@@ -1,18 +1,17 @@
 # Model bundle + canonical scan -> reconstruction NPZ -> PNG, and a ptychodus product.
 
 
-rule infer:
+rule recon:
     input:
         bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
         data="results/canonical/{dataset}.npz",
-        script="scripts/infer.py",
         sources=sources("scripts/infer.py"),
     output:
         "results/recon/{dataset}.npz",
     log:
-        "logs/infer/{dataset}.log",
+        "logs/recon/{dataset}.log",
     benchmark:
-        "benchmarks/infer/{dataset}.tsv"
+        "results/timings/recon/{dataset}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
@@ -23,53 +22,35 @@ rule infer:
         runtime=config["resources"]["infer"]["runtime"],
     params:
         outdir=lambda wc, output: os.path.dirname(output[0]),
-        flags=" ".join(
-            [
-                flags(
-                    "infer",
-                    {
-                        "n_images": "--n_images",
-                        "batch_size": "--inference-batch-size",
-                        "stitch": "--stitch",
-                        "middle_trim": "--middle-trim",
-                        "pad_eval": "--pad-eval",
-                        "align_phase": "--align-phase",
-                    },
-                ),
-                flags("execution", {"num_workers": "--num-workers"}),
-                flags("data", {"gridsize": "--gridsize"}),
-            ]
-        ),
+        flags=flags("infer", "infer", "execution"),
+        gridsize=config["data"]["gridsize"],
     shell:
-        "python {input.script} --model_path {input.bundle} --test_data {input.data} --output_dir {params.outdir}"
-        " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
+        "python -m scripts.infer --model-path {input.bundle} --test-data {input.data} --output-dir {params.outdir}"
+        " {params.flags} --gridsize {params.gridsize} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
 
 
 rule render:
     input:
-        recon="results/{stage}/{dataset}.npz",
-        script="scripts/render.py",
+        recon="results/{method}/{dataset}.npz",
         sources=sources("scripts/render.py"),
     output:
         report(
-            "results/{stage}/{dataset}.png",
+            "results/{method}/{dataset}.png",
             caption="../report/recon.rst",
             category="Reconstructions",
-            subcategory="{stage}",
-            labels={"scan": "{dataset}", "method": "{stage}"},
+            subcategory="{method}",
+            labels={"scan": "{dataset}", "method": "{method}"},
         ),
     log:
-        "logs/render/{stage}/{dataset}.log",
+        "logs/render/{method}/{dataset}.log",
     conda:
         "../envs/ptycho.yaml"
     params:
-        title=lambda wc: f"{wc.dataset} - {stage_title(wc.stage, wc.dataset)}",
+        title=lambda wc: f"{wc.dataset} - {method_title(wc.method, wc.dataset)}",
         model=lambda wc: model_of(wc.dataset),
-        dpi=config["render"]["dpi"],
-        positions=bool_flag(config["render"].get("positions", False), "positions"),
+        flags=flags("render", "render"),
     shell:
-        "python {input.script} {input.recon} {output} --title '{params.title}' --dpi {params.dpi}"
-        " {params.positions} 2> {log}"
+        "python -m scripts.render {input.recon} {output} --title '{params.title}' {params.flags} 2> {log}"
 
 
 rule product:
@@ -77,7 +58,6 @@ rule product:
         recon="results/recon/{dataset}.npz",
         data="results/canonical/{dataset}.npz",
         metrics=lambda wc: f"results/train/{model_of(wc.dataset)}/metrics.csv",
-        script="scripts/product.py",
         sources=sources("scripts/product.py"),
     output:
         "results/recon/{dataset}.h5",
@@ -86,35 +66,29 @@ rule product:
     conda:
         "../envs/ptycho.yaml"
     shell:
-        "python {input.script} {input.recon} {input.data} {output} --metrics {input.metrics}"
+        "python -m scripts.product {input.recon} {input.data} {output} --metrics {input.metrics}"
         " --name {wildcards.dataset} 2> {log}"
 
 
 rule evaluate:
     input:
-        recon="results/{stage}/{dataset}.npz",
+        recon="results/{method}/{dataset}.npz",
         reference="results/canonical/{dataset}.npz",
-        script="scripts/evaluate.py",
         sources=sources("scripts/evaluate.py"),
     output:
-        "results/metrics/{stage}/{dataset}.json",
+        "results/metrics/{method}/{dataset}.json",
     log:
-        "logs/evaluate/{stage}/{dataset}.log",
+        "logs/evaluate/{method}/{dataset}.log",
     conda:
         "../envs/ptycho.yaml"
     shell:
-        "python {input.script} {input.recon} {input.reference} {output} > {log} 2>&1"
+        "python -m scripts.evaluate {input.recon} {input.reference} {output} > {log} 2>&1"
 
 
 rule compare_methods:
     input:
-        metrics=expand("results/metrics/{stage}/{{dataset}}.json", stage=STAGES),
-        benchmarks=[
-            "benchmarks/infer/{dataset}.tsv",
-            "benchmarks/baseline/{dataset}.tsv",
-            "benchmarks/refine/{dataset}.tsv",
-        ],
-        script="scripts/compare_methods.py",
+        metrics=expand("results/metrics/{method}/{{dataset}}.json", method=METHODS),
+        timings=expand("results/timings/{method}/{{dataset}}.tsv", method=METHODS),
         sources=sources("scripts/compare_methods.py"),
     output:
         summary="results/metrics/{dataset}.json",
@@ -129,7 +103,7 @@ rule compare_methods:
     conda:
         "../envs/ptycho.yaml"
     params:
-        title=lambda wc: f"{wc.dataset}: network, ePIE baseline and refinement against the reference",
+        title=lambda wc: f"{wc.dataset}: recon, baseline and refined against the reference",
     shell:
-        "python {input.script} {output.summary} --metrics {input.metrics} --benchmarks {input.benchmarks}"
+        "python -m scripts.compare_methods {output.summary} --metrics {input.metrics} --timings {input.timings}"
         " --figure {output.figure} --title '{params.title}' 2> {log}"

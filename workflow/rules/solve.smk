@@ -1,18 +1,17 @@
 # Iterative reconstructions on the same footing as the network's: an ePIE baseline
-# from a flat object, and the network's reconstruction refined by ePIE.
+# from a flat object (baseline), and the network's reconstruction refined by ePIE (refined).
 
 
 rule baseline:
     input:
         data="results/canonical/{dataset}.npz",
-        script="scripts/solve.py",
         sources=sources("scripts/solve.py"),
     output:
         "results/baseline/{dataset}.npz",
     log:
         "logs/baseline/{dataset}.log",
     benchmark:
-        "benchmarks/baseline/{dataset}.tsv"
+        "results/timings/baseline/{dataset}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
@@ -20,24 +19,23 @@ rule baseline:
         mem_mb=config["resources"]["infer"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
     params:
-        flags=solver_flags(config["solver"]["iterations"]),
+        flags=flags("baseline", "solver", "execution"),
     shell:
-        "python {input.script} --test_data {input.data} --output {output} {params.flags}"
+        "python -m scripts.solve baseline --test-data {input.data} --output {output} {params.flags}"
         " --threads {threads} 2> {log}"
 
 
-rule refine:
+rule refined:
     input:
         data="results/canonical/{dataset}.npz",
         init="results/recon/{dataset}.npz",
-        script="scripts/solve.py",
         sources=sources("scripts/solve.py"),
     output:
         "results/refined/{dataset}.npz",
     log:
-        "logs/refine/{dataset}.log",
+        "logs/refined/{dataset}.log",
     benchmark:
-        "benchmarks/refine/{dataset}.tsv"
+        "results/timings/refined/{dataset}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
@@ -45,7 +43,7 @@ rule refine:
         mem_mb=config["resources"]["infer"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
     params:
-        flags=solver_flags(config["solver"]["refine_iterations"]),
+        flags=flags("refined", "solver", "execution"),
     shell:
-        "python {input.script} --test_data {input.data} --init {input.init} --output {output}"
+        "python -m scripts.solve refined --test-data {input.data} --init {input.init} --output {output}"
         " {params.flags} --threads {threads} 2> {log}"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 
-from ptycho_lib.io import InputError
+from .config import is_launcher_child
+from .io import InputError
 
 
 def run(main, argv=None) -> None:
@@ -16,10 +16,9 @@ def run(main, argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    # the extra processes of a DDP run (rank > 0) repeat the command line: only warnings from them
-    child = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0"
-    logging.basicConfig(level=logging.WARNING if child else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    # the extra processes of a distributed run repeat the command line: only warnings from them
+    logging.basicConfig(level=logging.WARNING if is_launcher_child() else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         main(argv)
     except (InputError, ValueError, RuntimeError, OSError, MemoryError) as e:

@@ -1,0 +1,63 @@
+"""The canonical scan as every stage after transpose sees it (docs/design.md, "Data
+contract"): patterns, probe, positions, the photon scale and, when known, the
+reference object and the instrument geometry."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .io import InputError, read_npz
+
+CANONICAL_KEYS = ("diffraction", "probeGuess", "xcoords", "ycoords", "nphotons")
+# optional geometry, carried to the canonical file and the reconstruction when present:
+# key -> shape; the (2,) ones are (y, x). origin_m: metres of object pixel (0, 0), so
+# x metres = origin_m[1] + pixel_size_m[1] * xcoords (see ptycho_lib/formats.py)
+GEOMETRY = {"wavelength_m": (), "distance_m": (), "detector_pixel_size_m": (2,), "pixel_size_m": (2,),
+            "origin_m": (2,)}
+
+
+@dataclass
+class Scan:
+    amplitude: np.ndarray  # (M, N, N) float32, sqrt(counts)
+    probe: np.ndarray  # (N, N) complex64, as given in the file
+    x: np.ndarray  # (M,) float64, object pixels
+    y: np.ndarray
+    nphotons: float  # mean total counts per pattern
+    obj: np.ndarray | None = None  # reference object when present
+    geometry: dict = field(default_factory=dict)  # the GEOMETRY keys the file has
+
+    @property
+    def n(self) -> int:
+        return self.amplitude.shape[-1]
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(M, 2) as (y, x): the (row, column) order of every shift in this library."""
+        return np.stack([self.y, self.x], 1)
+
+    def first(self, count: int) -> Scan:
+        """The scan cut to its first `count` patterns (0 = all)."""
+        if not count or count >= len(self.x):
+            return self
+        return dataclasses.replace(self, amplitude=self.amplitude[:count], x=self.x[:count], y=self.y[:count])
+
+
+def load_scan(path, mmap: bool = False) -> Scan:
+    """The canonical scan in `path`; with mmap the patterns stay in the file (a
+    read-only memory map, when transpose stored them uncompressed as it does) and are
+    read as they are used."""
+    raw = read_npz(path, mmap_keys=("diffraction",) if mmap else ())
+    missing = [k for k in CANONICAL_KEYS if k not in raw]
+    if missing:
+        raise InputError(path, f"not a canonical file (missing {', '.join(missing)}); run transpose first")
+    return scan_from(raw)
+
+
+def scan_from(canonical: dict) -> Scan:
+    """A Scan from the arrays of a canonical file (contract.canonicalise's output)."""
+    c = canonical
+    return Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]),
+                c.get("objectGuess"), {k: c[k] for k in GEOMETRY if k in c})

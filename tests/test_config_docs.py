@@ -1,0 +1,36 @@
+"""The setting declarations are the one source: the schema and the documents' tables
+written from them are current, and every program's --help and the workflow agree."""
+
+import pytest
+import yaml
+
+from conftest import REPO
+from ptycho_lib import config, config_docs
+
+
+def test_schema_and_tables_are_written_from_the_current_declarations():
+    for path, text in config_docs.files().items():
+        assert path.read_text() == text, f"{path.relative_to(REPO)} is stale: run python -m ptycho_lib.config_docs"
+
+
+def test_a_changed_declaration_makes_them_stale(monkeypatch):
+    field = next(f for f in config.fields("render") if f.name == "dpi")
+    monkeypatch.setattr(field, "default", 96)
+    stale = [p.relative_to(REPO).as_posix() for p, text in config_docs.files().items() if p.read_text() != text]
+    assert stale == ["workflow/schemas/config.schema.yaml", "config/README.md", "docs/cli.md"]
+
+
+@pytest.mark.parametrize("program", list(config.PROGRAMS))
+def test_every_program_has_distinct_flags(program):
+    flags = [f for s in config.PROGRAMS[program] for fld in config.fields(s, program)
+             for f in (config.flag(fld), *fld.metadata["aliases"])]
+    assert len(flags) == len(set(flags)), program
+
+
+def test_schema_defaults_are_the_declared_defaults():
+    schema = yaml.safe_load((REPO / config_docs.SCHEMA).read_text())
+    for name in config.SECTIONS:
+        props = schema["properties"]["dataset_defaults" if name == "dataset" else name]["properties"]
+        for f in config.fields(name):
+            if f.metadata["config"]:
+                assert props[f.name]["default"] == f.default, (name, f.name)
