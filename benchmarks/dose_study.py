@@ -28,13 +28,13 @@ import torch
 from ptycho_lib.bundle import export_checkpoint, load_network
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
 from ptycho_lib.contract import canonicalise
-from ptycho_lib.scan import scan_from
+from ptycho_lib.geometry import scanned_region
 from ptycho_lib.iterative import Solver, SolverConfig
 from ptycho_lib.metrics import compare
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.reconstruct import reconstruct
+from ptycho_lib.scan import scan_from
 from ptycho_lib.simulate import ScanSpec, simulate
-from ptycho_lib.geometry import scanned_region
 from ptycho_lib.training import train
 
 

@@ -29,11 +29,11 @@ import scans
 from ptycho_lib.bundle import export_checkpoint, load_network
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
 from ptycho_lib.contract import canonicalise
-from ptycho_lib.scan import scan_from
+from ptycho_lib.geometry import scanned_region
 from ptycho_lib.io import read_npz
 from ptycho_lib.metrics import compare
 from ptycho_lib.reconstruct import reconstruct
-from ptycho_lib.geometry import scanned_region
+from ptycho_lib.scan import scan_from
 from ptycho_lib.training import train
 
 SCORES = ("phase_ssim", "amplitude_ssim", "frc_resolution_cycles_per_pixel")

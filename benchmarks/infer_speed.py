@@ -42,11 +42,11 @@ import scans
 
 from ptycho_lib import reconstruct as recon_module
 from ptycho_lib.config import InferConfig
-from ptycho_lib.scan import load_scan
+from ptycho_lib.geometry import scanned_region
 from ptycho_lib.iterative import Solver, SolverConfig
 from ptycho_lib.metrics import compare
 from ptycho_lib.physics import scale_probe
-from ptycho_lib.geometry import scanned_region
+from ptycho_lib.scan import load_scan
 
 QUALITY_TOLERANCE = 0.01  # "converged": phase SSIM within this of the final pass's
 

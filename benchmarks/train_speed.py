@@ -37,13 +37,13 @@ import scans
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.data import split_rows
-from ptycho_lib.scan import Scan, scan_from
+from ptycho_lib.geometry import scanned_region
 from ptycho_lib.io import read_npz
 from ptycho_lib.iterative import Solver, SolverConfig
 from ptycho_lib.metrics import compare
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.reconstruct import reconstruct
-from ptycho_lib.geometry import scanned_region
+from ptycho_lib.scan import Scan, scan_from
 from ptycho_lib.training import train
 
 

@@ -1,13 +1,35 @@
-"""Shared behaviour of the stage scripts: logging set-up and one-line errors."""
+"""Shared behaviour of the stage scripts: their argument parsers, logging set-up and
+one-line errors."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import traceback
+from pathlib import Path
 
-from .config import is_launcher_child
+from . import config
 from .io import InputError
+
+
+def parser(doc: str, *files: tuple[str, str], program: str | None = None) -> argparse.ArgumentParser:
+    """A parser showing the script's docstring, with positional file arguments (name,
+    help) and, for a `program`, a flag for each of its settings (ptycho_lib.config)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, help in files:
+        p.add_argument(name, type=Path, help=help)
+    if program:
+        config.add_arguments(p, program)
+        p.set_defaults(_program=program)
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, dict]:
+    """The arguments and the settings of the parser's program: defaults < --config
+    files < flags."""
+    a = p.parse_args(argv)
+    return a, config.build(a, a._program)
 
 
 def run(main, argv=None) -> None:
@@ -17,7 +39,7 @@ def run(main, argv=None) -> None:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     # the extra processes of a distributed run repeat the command line: only warnings from them
-    logging.basicConfig(level=logging.WARNING if is_launcher_child() else logging.INFO,
+    logging.basicConfig(level=logging.WARNING if config.is_launcher_child() else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         main(argv)

@@ -3,7 +3,7 @@ figure of their FRC curves beside that table.
 
     python -m scripts.compare_methods results/metrics/fly001.json \
         --metrics results/metrics/{recon,baseline,refined}/fly001.json \
-        --timings results/timings/{recon,baseline,refined}/fly001.tsv \
+        --timings logs/timings/{recon,baseline,refined}/fly001.tsv \
         [--figure results/metrics/fly001.png]
 
 Each method is named by its metrics file's folder (recon, baseline, refined).

@@ -1,7 +1,7 @@
 """convert: read a beamline scan (CXI file, or a ptychodus folder holding diffraction.h5
 and product-in.h5) into a raw NPZ of the data contract, geometry included.
 
-    python scripts/convert.py resources/myscan.cxi results/imported/myscan.npz \
+    python -m scripts.convert resources/myscan.cxi results/imported/myscan.npz \
         [--format auto] [--flip-x] [--flip-y] [--transpose-positions] \
         [--beam-center ROW COL] [--pattern-size N] [--measurement counts] [--sha256 HEX]
 
@@ -13,14 +13,11 @@ size), bad pixels are zeroed and counts become amplitudes; positions in metres b
 object pixels of size wavelength * distance / (N * detector pixel).
 """
 
-import argparse
 import json
 from dataclasses import asdict
 import sys
-from pathlib import Path
 
-from ptycho_lib.cli import run
-from ptycho_lib import config
+from ptycho_lib import cli
 from ptycho_lib.file_types import detect_format
 from ptycho_lib.formats import ptychodus_files, read_cxi, read_ptychodus
 from ptycho_lib.io import InputError, sha256_file, write_npz
@@ -28,12 +25,9 @@ from ptycho_lib.provenance import record
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", type=Path, help="CXI file, or ptychodus folder (diffraction.h5 + product-in.h5)")
-    p.add_argument("output", type=Path, help="raw NPZ to write")
-    config.add_arguments(p, "convert")
-    a = p.parse_args(argv)
-    opts = config.build(a, "convert")["dataset"]
+    a, cfg = cli.parse(cli.parser(__doc__, ("source", "CXI file, or ptychodus folder (diffraction.h5 + product-in.h5)"),
+                                  ("output", "raw NPZ to write"), program="convert"), argv)
+    opts = cfg["dataset"]
     fmt = detect_format(a.source, opts.format)
     if fmt == "npz":
         raise InputError(a.source, "is an NPZ file already: validate reads it directly")
@@ -55,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -1,6 +1,6 @@
 """evaluate: score a reconstruction against the scan's reference object.
 
-    python scripts/evaluate.py results/recon/fly001.npz results/canonical/fly001.npz \
+    python -m scripts.evaluate results/recon/fly001.npz results/canonical/fly001.npz \
         results/metrics/fly001.json
 
 Compares over the scanned region (bounding box of the positions) after removing the
@@ -12,11 +12,11 @@ import argparse
 from pathlib import Path
 
 from ptycho_lib.cli import run
+from ptycho_lib.geometry import scanned_region
 from ptycho_lib.io import InputError, read_npz, write_json
 from ptycho_lib.metrics import compare
 from ptycho_lib.provenance import record
 from ptycho_lib.reconstruction import Reconstruction
-from ptycho_lib.geometry import scanned_region
 
 
 def main(argv):

@@ -1,6 +1,6 @@
 """export: turn a training checkpoint into the self-describing bundle wts.h5.zip.
 
-    python scripts/export.py results/train/fly001/best.ckpt results/models/fly001/wts.h5.zip
+    python -m scripts.export results/train/fly001/best.ckpt results/models/fly001/wts.h5.zip
 
 The manifest's `checkpoint` entry says which epoch the weights are from and, for
 best.ckpt, by which metric it was chosen.

@@ -1,6 +1,6 @@
 """infer: reconstruct the complex object of a scan with a trained model bundle.
 
-    python scripts/infer.py --model-path results/models/fly001/wts.h5.zip
+    python -m scripts.infer --model-path results/models/fly001/wts.h5.zip
         --test-data results/canonical/fly001.npz --output-dir results/recon [flags]
 
 writes results/recon/fly001.npz: the file is named after --test-data, so the command
@@ -19,17 +19,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ptycho_lib import __version__, config
+from ptycho_lib import __version__, cli, config
 from ptycho_lib.bundle import load_network
-from ptycho_lib.cli import run
-from ptycho_lib.scan import load_scan
 from ptycho_lib.io import sha256_file
 from ptycho_lib.provenance import record
 from ptycho_lib.reconstruct import reconstruct
 from ptycho_lib.runtime import pick_accelerator, torch_threads
+from ptycho_lib.scan import load_scan
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__, program="infer")
     config.add_flag(p, "--model-path", "--model_path", type=Path, required=True, help="model bundle wts.h5.zip")
     config.add_flag(p, "--test-data", "--test_data", type=Path, required=True, help="canonical NPZ to reconstruct")
     where = p.add_mutually_exclusive_group(required=True)
@@ -38,13 +37,11 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--output", type=Path, help="reconstruction NPZ to write (instead of --output-dir)")
     p.add_argument("--gridsize", type=int, default=None,
                    help="refuse a model trained with another gridsize (default: not checked)")
-    config.add_arguments(p, "infer")
     return p
 
 
 def main(argv):
-    a = parser().parse_args(argv)
-    cfg = config.build(a, "infer")
+    a, cfg = cli.parse(parser(), argv)
     output = a.output or a.output_dir / f"{a.test_data.stem}.npz"
     torch.set_num_threads(torch_threads(cfg["execution"]))
     device = pick_accelerator(cfg["execution"].accelerator)
@@ -65,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -1,27 +1,21 @@
 """loss_curve: PNG of the training and validation loss per epoch from metrics.csv.
 
-    python scripts/loss_curve.py results/train/fly001/metrics.csv results/train/fly001/loss.png \
+    python -m scripts.loss_curve results/train/fly001/metrics.csv results/train/fly001/loss.png \
         [--title "model fly001"] [--dpi 120]
 """
 
-import argparse
-from pathlib import Path
 
-from ptycho_lib import config
-from ptycho_lib.cli import run
+from ptycho_lib import cli
 from ptycho_lib.io import InputError, atomic_path
 from ptycho_lib.provenance import record
 from ptycho_lib.render import loss_curve, read_metrics
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("metrics", type=Path, help="metrics.csv written by train")
-    p.add_argument("png", type=Path, help="PNG to write")
+    p = cli.parser(__doc__, ("metrics", "metrics.csv written by train"), ("png", "PNG to write"), program="loss_curve")
     p.add_argument("--title", default=None, help="figure title (default: the folder name)")
-    config.add_arguments(p, "loss_curve")
-    a = p.parse_args(argv)
-    opts = config.build(a, "loss_curve")["render"]
+    a, cfg = cli.parse(p, argv)
+    opts = cfg["render"]
     if not a.metrics.is_file():
         raise InputError(a.metrics, "file not found")
     try:
@@ -34,4 +28,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

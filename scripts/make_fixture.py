@@ -1,6 +1,6 @@
 """make_fixture: simulate a legacy-format fly-scan file (see resources/README.md).
 
-    python scripts/make_fixture.py resources/fly001.npz --seed 1 --object-seed 7
+    python -m scripts.make_fixture resources/fly001.npz --seed 1 --object-seed 7
 
 Deterministic from the seeds: the same command writes the same bytes. Refuses to
 overwrite an existing file unless --force is given.

@@ -1,6 +1,6 @@
 """product: a reconstruction as a ptychodus product HDF5 (open it in ptychodus).
 
-    python scripts/product.py results/recon/fly001.npz results/canonical/fly001.npz \
+    python -m scripts.product results/recon/fly001.npz results/canonical/fly001.npz \
         results/recon/fly001.h5 [--metrics results/train/fly001/metrics.csv] [--name fly001]
 
 Writes the object (1, H, W) and probe (1, N, N) complex64 with their pixel size and the

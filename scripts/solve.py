@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptycho_lib import __version__, config
-from ptycho_lib.cli import run
+from ptycho_lib import __version__, cli, config
 from ptycho_lib.geometry import canvas_geometry
 from ptycho_lib.io import InputError, sha256_file
 from ptycho_lib.iterative import Solver
@@ -34,20 +33,18 @@ METHODS = ("baseline", "refined")
 
 
 def parser(method: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__, program=method)
     p.add_argument("method", choices=METHODS, help="baseline (from a flat object) or refined (from --init)")
     config.add_flag(p, "--test-data", "--test_data", type=Path, required=True, help="canonical NPZ to reconstruct")
     p.add_argument("--output", type=Path, required=True, help="reconstruction NPZ to write")
     if method == "refined":
         p.add_argument("--init", type=Path, required=True, help="reconstruction NPZ to start from")
-    config.add_arguments(p, method)
     return p
 
 
 def main(argv):
     method = argv[0] if argv and argv[0] in METHODS else "baseline"
-    a = parser(method).parse_args(argv)
-    cfg = config.build(a, a.method)
+    a, cfg = cli.parse(parser(method), argv)
     solver_cfg = cfg["solver"]
     torch.set_num_threads(cfg["execution"].threads)
     scan = load_scan(a.test_data)
@@ -78,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -1,6 +1,6 @@
 """train: fit the physics-informed network on a canonical scan.
 
-    python scripts/train.py --train-data-file results/canonical/fly001.npz \
+    python -m scripts.train --train-data-file results/canonical/fly001.npz \
         --output-dir results/train/fly001 [--config config/config.yaml] [flags]
 
 Writes into --output-dir: best.ckpt (the best epoch by --checkpoint-monitor, what
@@ -15,28 +15,25 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from ptycho_lib import config
-from ptycho_lib.cli import run
-from ptycho_lib.scan import load_scan
+from ptycho_lib import cli, config
 from ptycho_lib.io import sha256_file
 from ptycho_lib.provenance import record
+from ptycho_lib.scan import load_scan
 from ptycho_lib.training import train
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__, program="train")
     config.add_flag(p, "--train-data-file", "--train_data_file", type=Path, required=True,
                     help="canonical NPZ to train on")
     config.add_flag(p, "--test-data-file", "--test_data_file", type=Path, default=None,
                     help="canonical NPZ used for validation (default: a held-out band of the training scan)")
     config.add_flag(p, "--output-dir", "--output_dir", type=Path, required=True,
                     help="where the checkpoints, metrics.csv and logs go")
-    config.add_arguments(p, "train")
     return p
 
 
 def main(argv):
-    a = parser().parse_args(argv)
-    cfg = config.build(a, "train")
+    a, cfg = cli.parse(parser(), argv)
     scan = load_scan(a.train_data_file)
     val = load_scan(a.test_data_file) if a.test_data_file else None
     ckpt = train(scan, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
@@ -49,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -1,28 +1,27 @@
 """transpose: convert a validated raw scan to the canonical NPZ layout.
 
-    python scripts/transpose.py resources/fly001.npz results/canonical/fly001.npz \
+    python -m scripts.transpose resources/fly001.npz results/canonical/fly001.npz \
         [--layout auto] [--measurement auto] [--nphotons N]
+
+Writes (M, N, N) float32 amplitudes (stored uncompressed, so that infer can read them
+batch by batch from a memory map), the complex64 probe and reference object, float64
+positions and `nphotons`, the scan's geometry when it has one, and a `conversions`
+entry recording what was converted and where the photon count came from.
 """
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
-from ptycho_lib.cli import run
-from ptycho_lib import config
+from ptycho_lib import cli
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.io import read_npz, write_npz
 from ptycho_lib.provenance import record
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("raw", type=Path, help="raw NPZ file")
-    p.add_argument("canonical", type=Path, help="canonical NPZ to write")
-    config.add_arguments(p, "transpose")
-    a = p.parse_args(argv)
-    opts = config.build(a, "transpose")["dataset"]
+    a, cfg = cli.parse(cli.parser(__doc__, ("raw", "raw NPZ file"), ("canonical", "canonical NPZ to write"),
+                                  program="transpose"), argv)
+    opts = cfg["dataset"]
     canonical = canonicalise(read_npz(a.raw), a.raw, opts.layout, opts.measurement, opts.nphotons)
     for warning in json.loads(str(canonical["conversions"]))["warnings"]:
         print(f"warning: {a.raw}: {warning}", file=sys.stderr)
@@ -33,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

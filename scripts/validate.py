@@ -1,27 +1,27 @@
 """validate: check a raw scan file against the data contract and write a JSON report.
 
-    python scripts/validate.py resources/fly001.npz results/validated/fly001.json \
+    python -m scripts.validate resources/fly001.npz results/validated/fly001.json \
         [--layout auto] [--measurement auto] [--sha256 HEX]
+
+The report says what was detected (the key, the stack order, what the patterns
+hold), every key's shape and dtype, the counts per pattern, the positions' ranges
+and any warnings (duplicate positions, sparse overlap). A file that breaks the
+contract stops here with one line naming the problem, or the setting that settles an
+ambiguity, and no report is written.
 """
 
-import argparse
 import sys
-from pathlib import Path
 
-from ptycho_lib.cli import run
-from ptycho_lib import config
+from ptycho_lib import cli
 from ptycho_lib.contract import validate
 from ptycho_lib.io import InputError, read_npz, sha256_file, write_json
 from ptycho_lib.provenance import record
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("raw", type=Path, help="raw NPZ file")
-    p.add_argument("report", type=Path, help="JSON report to write")
-    config.add_arguments(p, "validate")
-    a = p.parse_args(argv)
-    opts = config.build(a, "validate")["dataset"]
+    a, cfg = cli.parse(cli.parser(__doc__, ("raw", "raw NPZ file"), ("report", "JSON report to write"),
+                                  program="validate"), argv)
+    opts = cfg["dataset"]
     digest = sha256_file(a.raw) if a.raw.is_file() else ""
     if opts.sha256 and digest != opts.sha256.lower():
         raise InputError(a.raw, f"SHA-256 {digest} differs from the expected {opts.sha256} in the config")
@@ -35,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    cli.run(main)

@@ -16,9 +16,9 @@ import torch
 from bad_inputs import Pickled
 from conftest import REPO
 from ptycho_lib.bundle import load_network, write_bundle
+from ptycho_lib.config import ModelConfig
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.io import InputError, write_npz
-from ptycho_lib.config import ModelConfig
 from ptycho_lib.model import PINN
 
 

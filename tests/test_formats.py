@@ -219,6 +219,7 @@ MICRO = {  # one short training: enough to go through every stage
     "model": {"width": 8},
     "train": {"max_epochs": 2, "batch_size": 8},
     "infer": {"batch_size": 16},
+    "solver": {"iterations": 20, "refine_iterations": 5, "batch_size": 8},
     "execution": {"threads": 1, "accelerator": "cpu"},
     # cxiscan's translations have x negated; ptyscan is reconstructed by cxiscan's model
     "datasets": {"cxiscan": {"flip_x": True}, "ptyscan": {"model": "cxiscan"}},
@@ -238,6 +239,7 @@ def pipeline(tmp_path_factory):
     write_ptychodus(work / "resources/ptyscan", raw)
     (work / "micro.yaml").write_text(yaml.safe_dump(MICRO))
     targets = [f"results/recon/{d}.{ext}" for d in ("cxiscan", "ptyscan") for ext in ("png", "h5")]
+    targets += ["results/baseline/cxiscan.png", "results/refined/cxiscan.png"]
     snakemake(work, *targets, "results/train/cxiscan/loss.png", "--cores", "2", "--configfile", "micro.yaml")
     return work, raw
 
@@ -272,18 +274,29 @@ def test_beamline_scan_goes_through_snakemake_to_png_and_product(pipeline, scan)
         np.testing.assert_allclose(cx, rec["xcoords"], atol=1e-6)
 
 
-def test_loss_curve_and_report_figures(pipeline):
+def test_loss_curve_figure(pipeline):
     work, _ = pipeline
     assert (work / "results/train/cxiscan/loss.png").read_bytes()[:4] == b"\x89PNG"
-    # the same scan rendered without a pixel size (no scale bar) gives another image
-    from ptycho_lib.io import read_npz
-    from ptycho_lib.render import render
-    from ptycho_lib.geometry import scanned_region
 
-    rec = read_npz(work / "results/recon/cxiscan.npz")
-    region = scanned_region(rec["xcoords"], rec["ycoords"])
-    render(rec["object"], region, "cxiscan - PINN (model cxiscan)", work / "plain.png")
-    assert (work / "plain.png").read_bytes() != (work / "results/recon/cxiscan.png").read_bytes()
+
+@pytest.mark.parametrize("method", ["recon", "baseline", "refined"])
+def test_every_method_writes_a_reconstruction_with_origin_geometry_and_a_scale_bar(pipeline, method):
+    """The network, the baseline and the refinement write one file type; it carries the
+    canvas origin and the scan's pixel size, so each render draws the scale bar."""
+    import json
+    from ptycho_lib.reconstruction import Reconstruction
+    from ptycho_lib.render import render
+
+    work, _ = pipeline
+    rec = Reconstruction.load(work / f"results/{method}/cxiscan.npz")
+    assert rec.origin.shape == (2,) and rec.pixel_size_m == pytest.approx(PIXEL, rel=1e-9)
+    assert set(rec.geometry) == {"wavelength_m", "distance_m", "detector_pixel_size_m", "pixel_size_m", "origin_m"}
+    png = work / f"results/{method}/cxiscan.png"
+    settings = json.loads(png.with_name(png.name + ".prov.json").read_text())["config"]
+    with_bar, without = work / f"{method}-bar.png", work / f"{method}-plain.png"
+    render(rec.object, rec.region, settings["title"], with_bar, settings["dpi"], rec.pixel_size_m)
+    render(rec.object, rec.region, settings["title"], without, settings["dpi"], None)
+    assert png.read_bytes() == with_bar.read_bytes() != without.read_bytes()
 
 
 def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):

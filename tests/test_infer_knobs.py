@@ -8,11 +8,11 @@ import torch
 from knobs import canonical_tiny
 from ptycho_lib import config
 from ptycho_lib.bundle import load_network, write_bundle
-from ptycho_lib.scan import load_scan
-from ptycho_lib.io import read_npz
 from ptycho_lib.config import ModelConfig
+from ptycho_lib.io import read_npz
 from ptycho_lib.model import PINN
 from ptycho_lib.reconstruct import reconstruct
+from ptycho_lib.scan import load_scan
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import pytest
 from conftest import TINY
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.data import simulate_like
-from ptycho_lib.scan import scan_from
+from ptycho_lib.geometry import scanned_region
 from ptycho_lib.iterative import Solver, SolverConfig
 from ptycho_lib.metrics import compare
 from ptycho_lib.physics import scale_probe
+from ptycho_lib.scan import scan_from
 from ptycho_lib.simulate import simulate
-from ptycho_lib.geometry import scanned_region
 
 
 @pytest.fixture(scope="module")

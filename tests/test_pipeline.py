@@ -11,6 +11,12 @@ from helpers import TINY_CONFIG, copy_repo, planned_jobs, snakemake
 from ptycho_lib.io import read_npz, write_npz
 from ptycho_lib.simulate import simulate
 
+STAGE_OUTPUTS = [
+    "results/validated/{d}.json", "results/canonical/{d}.npz", "results/train/{d}/last.ckpt",
+    "results/train/{d}/metrics.csv", "results/models/{d}/wts.h5.zip", "results/recon/{d}.npz",
+    "results/recon/{d}.png",
+]
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
@@ -33,7 +39,7 @@ def test_any_scan_by_name_runs_every_stage_then_nothing(workdir):
     for log in ("validate", "transpose", "train", "export", "recon", "render/recon"):
         assert (workdir / f"logs/{log}/tiny.log").exists(), log
     for rule in ("train", "recon"):
-        assert (workdir / f"results/timings/{rule}/tiny.tsv").exists(), rule
+        assert (workdir / f"logs/timings/{rule}/tiny.tsv").exists(), rule
 
     assert (workdir / "results/recon/tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rec = read_npz(workdir / "results/recon/tiny.npz")

@@ -15,9 +15,9 @@ import yaml
 
 from conftest import TINY
 from ptycho_lib.config import DataConfig, ModelConfig, TrainConfig
-from ptycho_lib.scan import Scan
 from ptycho_lib.io import write_npz
 from ptycho_lib.resume import fingerprint, resume_point
+from ptycho_lib.scan import Scan
 from ptycho_lib.simulate import simulate
 from helpers import copy_repo, snakemake
 

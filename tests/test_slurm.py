@@ -4,7 +4,7 @@ A throw-away cluster on loopback from Debian's packages (slurm-wlm, munge): mung
 the munge user, slurmctld and slurmd, all in the foreground on free ports with their
 files in a temporary folder, stopped by PID afterwards. Its partitions and its one
 (fake, File=/dev/null) GPU take their names from the profile, so the GPU requests of
-train and infer go through sbatch exactly as written there. Skipped where the packages
+train and recon go through sbatch exactly as written there. Skipped where the packages
 are missing, except in CI (CI=true), where it fails instead.
 """
 
@@ -176,10 +176,10 @@ def test_tiny_pipeline_runs_as_slurm_jobs_with_the_profiles_gpu_requests(cluster
     assert read_npz(work / "results/recon/tiny.npz")["object"].ndim == 2
     again = subprocess.run(cmd[4:] + ["-n"], cwd=work, env=cluster.env, capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr
-    # Every stage ran as a SLURM job (a log each), all completed, and train and infer
+    # Every stage ran as a SLURM job (a log each), all completed, and train and recon
     # went to the profile's GPU partition asking for its GPU model.
     rules = sorted(p.relative_to(slurm_logs).parts[0].removeprefix("rule_") for p in slurm_logs.rglob("*.log"))
-    assert rules == sorted(["validate", "transpose", "train", "export", "infer", "render"]), rules
+    assert rules == sorted(["validate", "transpose", "train", "export", "recon", "render"]), rules
     jobs = [dict(f.split("=", 1) for f in line.split() if "=" in f)
             for line in cluster.run("scontrol", "show", "job", "-o").stdout.splitlines()]
     assert sorted(j["JobState"] for j in jobs) == ["COMPLETED"] * 6, jobs
@@ -188,7 +188,7 @@ def test_tiny_pipeline_runs_as_slurm_jobs_with_the_profiles_gpu_requests(cluster
     gpu = f"gpu:{gpu_model(PROFILE)}:1"
     assert placed == {"validate": (cpu_partition, ""), "transpose": (cpu_partition, ""),
                       "train": (gpu_partition, f"gres:{gpu}"), "export": (cpu_partition, ""),
-                      "infer": (gpu_partition, f"gres:{gpu}"), "render": (cpu_partition, "")}, jobs
+                      "recon": (gpu_partition, f"gres:{gpu}"), "render": (cpu_partition, "")}, jobs
 
 
 def partitions_of(profile: Path) -> list[str]:

@@ -15,10 +15,10 @@ from ptycho_lib import reconstruct as recon_module
 from ptycho_lib.config import InferConfig
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.data import input_scale
-from ptycho_lib.scan import load_scan
 from ptycho_lib.io import InputError, read_npz, write_npz
 from ptycho_lib.model import PtychoNet
 from ptycho_lib.reconstruct import fold_batchnorm, inference_settings, processing_order, reconstruct
+from ptycho_lib.scan import load_scan
 from ptycho_lib.simulate import simulate
 from helpers import phase_offsets
 from ptycho_lib.geometry import canvas_geometry

@@ -131,7 +131,7 @@ def test_logger_writes_its_own_format(data, tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
 def test_missing_optional_logger_says_how_to_install_it(data, tmp_path, kind, monkeypatch, capsys):
-    from _cli import run
+    from ptycho_lib.cli import run
     import train as train_script
     monkeypatch.setitem(sys.modules, kind, None)  # as if the package were not installed
     with pytest.raises(SystemExit) as e:

@@ -18,7 +18,7 @@ rule train:
     log:
         "logs/train/{model}.log",
     benchmark:
-        "results/timings/train/{model}.tsv"
+        "logs/timings/train/{model}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]

@@ -11,7 +11,7 @@ rule recon:
     log:
         "logs/recon/{dataset}.log",
     benchmark:
-        "results/timings/recon/{dataset}.tsv"
+        "logs/timings/recon/{dataset}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
@@ -88,7 +88,7 @@ rule evaluate:
 rule compare_methods:
     input:
         metrics=expand("results/metrics/{method}/{{dataset}}.json", method=METHODS),
-        timings=expand("results/timings/{method}/{{dataset}}.tsv", method=METHODS),
+        timings=expand("logs/timings/{method}/{{dataset}}.tsv", method=METHODS),
         sources=sources("scripts/compare_methods.py"),
     output:
         summary="results/metrics/{dataset}.json",

@@ -11,7 +11,7 @@ rule baseline:
     log:
         "logs/baseline/{dataset}.log",
     benchmark:
-        "results/timings/baseline/{dataset}.tsv"
+        "logs/timings/baseline/{dataset}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
@@ -35,7 +35,7 @@ rule refined:
     log:
         "logs/refined/{dataset}.log",
     benchmark:
-        "results/timings/refined/{dataset}.tsv"
+        "logs/timings/refined/{dataset}.tsv"
     conda:
         "../envs/ptycho.yaml"
     threads: config["execution"]["threads"]
