@@ -18,6 +18,7 @@ import builtins
 import dataclasses
 import importlib
 import logging
+import math
 import operator
 import os
 import re
@@ -166,6 +167,10 @@ class SolverConfig:
 class RenderConfig:
     dpi: int = opt(120, "resolution of the PNGs (reconstructions and loss curves)", min=30)
     positions: bool = opt(False, "overlay the scan positions on the amplitude", only=("render",))
+    phase_limit: float | None = opt(None, "the phase colour scale spans -limit..+limit radians, the same for every "
+                                    "image (to compare methods or scans by eye); null = from each image (its "
+                                    "99.5th percentile of |phase|, a full cycle when it wraps)", type=float,
+                                    above=0.0, max=math.pi, only=("render",))
 
 
 @dataclass

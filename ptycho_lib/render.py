@@ -28,15 +28,19 @@ def scale_bar_length(width_m: float) -> tuple[float, str]:
 
 
 def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: int = 120,
-           pixel_size: float | None = None, positions: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+           pixel_size: float | None = None, positions: tuple[np.ndarray, np.ndarray] | None = None,
+           phase_limit: float | None = None) -> None:
     """Amplitude in grey and phase (a diverging map; a cyclic one when it wraps) over
     the scanned region, with the global phase offset removed and colour bars; written
     to `path` (PNG). With the pixel size (m) a scale bar is drawn; with positions (x, y
-    in pixels of `obj`) the scan points are overlaid on the amplitude."""
+    in pixels of `obj`) the scan points are overlaid on the amplitude; `phase_limit`
+    (radians) fixes the phase colour scale instead of taking it from the image."""
     crop = remove_phase_offset(obj[region])
     amp, phase = np.abs(crop), np.angle(crop)
     span = float(np.percentile(np.abs(phase), 99.5))
     lim = np.pi if span > 2.5 else max(span, 1e-3)  # full cycle only when the phase wraps
+    if phase_limit:
+        lim = phase_limit
     h, w = amp.shape
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6 * h / w + 0.8), constrained_layout=True)
     for ax, img, kw, label in (

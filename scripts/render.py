@@ -24,7 +24,7 @@ def main(argv):
     rec = Reconstruction.load(a.recon)
     with atomic_path(a.png) as tmp:
         render(rec.object, rec.region, a.title or a.recon.stem, tmp, opts.dpi, rec.pixel_size_m,
-               (rec.x, rec.y) if opts.positions else None)
+               (rec.x, rec.y) if opts.positions else None, opts.phase_limit)
     record(a.png, "render", {"recon": a.recon}, {"title": a.title, **asdict(opts)})
 
 

@@ -23,6 +23,7 @@ KNOBS = {  # tiny, and away from the defaults wherever that is cheap
               "scheduler_step_size": 1, "scheduler_gamma": 0.7},
     "infer": {"batch_size": 8, "middle_trim": 2, "n_images": 30},
     "execution": {"threads": 1},  # see tests/knobs.py
+    "render": {"positions": True, "phase_limit": 1.0},
 }
 
 
@@ -44,11 +45,12 @@ def _flags_of(program, sections):
     return {config.flag(f) for s in sections for f in config.fields(s, program)}
 
 
-def test_rules_pass_every_knob_of_both_programs(workdir):
+def test_rules_pass_every_knob_of_their_programs(workdir):
     (workdir / "changed.yaml").write_text(yaml.safe_dump({**KNOBS, "data": {"n_groups": 17}}))
     out = snakemake(workdir, "-n", "-p", "results/recon/tiny.png", "--configfile", "changed.yaml")
     text = out.stdout + out.stderr
-    for script, sections in (("train", ("data", "model", "train", "execution")), ("infer", ("infer", "execution"))):
+    for script, sections in (("train", ("data", "model", "train", "execution")), ("infer", ("infer", "execution")),
+                             ("render", ("render",))):
         words = _shell_command(text, script)
         given = {w.replace("--no-", "--") for w in words if w.startswith("--")}
         missing = _flags_of(script, sections) - given - {"--persistent-workers"}  # null: the default
@@ -77,6 +79,7 @@ def test_hand_run_reproduces_the_rules_byte_for_byte(workdir):
     ("train", "scheduler_gamma", 0.5, {"train", "export", "recon", "render"}),
     ("execution", "num_workers", 1, {"train", "recon", "render", "export"}),
     ("infer", "pad_eval", True, {"recon", "render"}),
+    ("render", "phase_limit", 2.0, {"render"}),
 ])
 def test_a_changed_knob_reruns_exactly_the_stages_that_use_it(workdir, section, key, value, stages):
     changed = {**KNOBS, section: {**KNOBS.get(section, {}), key: value}}
