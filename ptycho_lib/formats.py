@@ -128,7 +128,8 @@ def read_cxi(path, opts: DatasetConfig = DatasetConfig()) -> dict:
                              f"({energy_j:g} eV would be {energy_j * EV:.4g} J)")
         if t.shape[1] not in (2, 3):
             raise InputError(path, f"translations have shape {t.shape}; expected (M, 3) in metres")
-        return _assemble(path, data, mask, probe, t[:, 0], t[:, 1], HC / energy_j, distance, (dy, dx), None, opts)
+        optics = {"wavelength": HC / energy_j, "distance": distance, "detector_pixel": (dy, dx)}
+        return _assemble(path, data, mask, probe, (t[:, 0], t[:, 1]), optics, opts)
 
 
 def ptychodus_files(folder) -> tuple[Path, Path]:
@@ -168,13 +169,16 @@ def read_ptychodus(diffraction, product, opts: DatasetConfig = DatasetConfig()) 
         mask = _find(f, diffraction, ("bad_pixels",), "bad pixels", required=False)
         mask = None if mask is None else _read(diffraction, _array(diffraction, mask, "bad_pixels", (2,), "buif"),
                                                "bad_pixels")
-        return _assemble(diffraction, data, mask, probe, x, y, HC / (energy_ev * EV), distance, None, pixel, opts)
+        optics = {"wavelength": HC / (energy_ev * EV), "distance": distance, "object_pixel": pixel}
+        return _assemble(diffraction, data, mask, probe, (x, y), optics, opts)
 
 
-def _assemble(path, data: h5py.Dataset, mask, probe, x_m, y_m, wavelength, distance, det_pixel, obj_pixel,
-              opts: DatasetConfig) -> dict:
+def _assemble(path, data: h5py.Dataset, mask, probe, positions_m, optics: dict, opts: DatasetConfig) -> dict:
     """The shared second half of both readers: crop (only the N x N window of each
-    pattern is read from the file), mask, geometry, positions."""
+    pattern is read from the file), mask, geometry, positions. positions_m: (x, y) in
+    metres; optics: wavelength and distance (m), and the detector pixel or the object
+    pixel (m, (y, x)), whichever the file gives."""
+    x_m, y_m = positions_m
     *lead, h, w = data.shape
     m = int(np.prod(lead))  # (M, H, W), or (rows, columns, H, W) of a raster scan
     if len(x_m) != m:
@@ -216,10 +220,10 @@ def _assemble(path, data: h5py.Dataset, mask, probe, x_m, y_m, wavelength, dista
     if probe.shape != (n, n):
         raise InputError(path, f"probe is {probe.shape[0]}x{probe.shape[1]} but patterns are cropped to "
                          f"{n}x{n}; set pattern_size to the probe's size")
-    if det_pixel is None:
-        det_pixel = tuple(wavelength * distance / (n * p) for p in obj_pixel)
-    if obj_pixel is None:
-        obj_pixel = tuple(wavelength * distance / (n * p) for p in det_pixel)
+    wavelength, distance = optics["wavelength"], optics["distance"]
+    # object pixel = wavelength * distance / (N * detector pixel), and the other way round
+    det_pixel = optics.get("detector_pixel") or tuple(wavelength * distance / (n * p) for p in optics["object_pixel"])
+    obj_pixel = optics.get("object_pixel") or tuple(wavelength * distance / (n * p) for p in det_pixel)
     x_m, y_m = np.asarray(x_m, np.float64), np.asarray(y_m, np.float64)
     if not (np.all(np.isfinite(x_m)) and np.all(np.isfinite(y_m))):
         raise InputError(path, "scan positions contain NaN or Inf")
@@ -246,14 +250,15 @@ def _assemble(path, data: h5py.Dataset, mask, probe, x_m, y_m, wavelength, dista
     }
 
 
-def write_product(path, name: str, obj: np.ndarray, probe: np.ndarray, x: np.ndarray, y: np.ndarray,
-                  indexes: np.ndarray, geometry: dict, canvas_origin, nphotons: float,
+def write_product(path, name: str, rec, probe: np.ndarray, indexes: np.ndarray, nphotons: float,
                   losses: dict[str, np.ndarray], comments: str = "") -> None:
-    """A reconstruction as a ptychodus product HDF5 (object (1, H, W) and probe (1, N, N)
-    complex64, positions in metres, losses per epoch), atomically and byte-reproducibly.
-    x, y: positions in pixels of `obj`; canvas_origin: (row, column) of the canonical
-    frame's pixel 0 on that canvas. Without `pixel_size_m` in geometry the pixel is 1 m
-    (sizes and positions in object pixels) and the root attribute pixel_size_known is 0."""
+    """A reconstruction (a ptycho_lib.reconstruction.Reconstruction: object, positions x,
+    y on its canvas, canvas origin, geometry) as a ptychodus product HDF5 (object
+    (1, H, W) and probe (1, N, N) complex64, positions in metres, losses per epoch),
+    atomically and byte-reproducibly. Without `pixel_size_m` in the geometry the pixel
+    is 1 m (sizes and positions in object pixels) and the root attribute
+    pixel_size_known is 0."""
+    obj, x, y, geometry, canvas_origin = rec.object, rec.x, rec.y, rec.geometry, rec.origin
     known = "pixel_size_m" in geometry
     ps = np.asarray(geometry.get("pixel_size_m", (1.0, 1.0)), np.float64)
     origin = np.asarray(geometry.get("origin_m", (0.0, 0.0)), np.float64)

@@ -48,8 +48,8 @@ def main(argv):
                 "patches stitched). loss_values: training Poisson NLL per photon per epoch. "
                 + ("Pixel size from the scan's detector geometry."
                    if known else "Pixel size unknown: 1 m stands for one object pixel."))
-    write_product(a.output, a.name or a.output.stem, rec.object, scan["probeGuess"], rec.x, rec.y, index,
-                  rec.geometry, rec.origin, float(scan.get("nphotons", 0.0)), losses, comments)
+    write_product(a.output, a.name or a.output.stem, rec, scan["probeGuess"], index, float(scan.get("nphotons", 0.0)),
+                  losses, comments)
     inputs = {"recon": a.recon, "canonical": a.canonical, **({"metrics": a.metrics} if a.metrics else {})}
     record(a.output, "product", inputs, {"name": a.name})
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO
 from ptycho_lib.config import DatasetConfig
 from ptycho_lib.formats import EV, HC, MARGIN, read_cxi, read_ptychodus, write_product
+from ptycho_lib.reconstruction import Reconstruction
 
 PIXEL = 10e-9  # object pixel of the test geometry, m
 ENERGY_EV = 8000.0
@@ -77,9 +78,11 @@ def write_ptychodus(folder, raw):
         f["bad_pixels"] = mask.astype(bool)
     geometry = {"pixel_size_m": (PIXEL, PIXEL), "origin_m": (-2e-6, 5e-6),
                 "wavelength_m": HC / (ENERGY_EV * EV), "distance_m": DISTANCE}
-    write_product(folder / "product-in.h5", "in", np.ones(raw["objectGuess"].shape, np.complex64),
-                  raw["probeGuess"], raw["xcoords"], raw["ycoords"], np.arange(len(raw["xcoords"])),
-                  geometry, (0, 0), 1e6, {"loss_values": np.zeros(0)})
+    shape = raw["objectGuess"].shape
+    rec = Reconstruction(np.ones(shape, np.complex64), np.ones(shape, np.float32), raw["xcoords"], raw["ycoords"],
+                         np.zeros(2), geometry)
+    write_product(folder / "product-in.h5", "in", rec, raw["probeGuess"], np.arange(len(raw["xcoords"])), 1e6,
+                  {"loss_values": np.zeros(0)})
     return folder
 
 
@@ -147,9 +150,11 @@ def test_geometry_goes_through_the_contract_and_is_checked(tmp_path, tiny_raw):
 def test_product_file_layout_and_bytes(tmp_path, tiny_raw):
     """What ptychodus's HDF5 product reader needs, in its units, reproducibly."""
     obj = tiny_raw["objectGuess"].astype(np.complex64)
-    args = ("scan", obj, tiny_raw["probeGuess"], tiny_raw["xcoords"] + 2, tiny_raw["ycoords"] + 1,
-            np.arange(36), {"pixel_size_m": np.array([PIXEL, 2 * PIXEL]), "origin_m": np.array([1e-6, 2e-6]),
-                            "wavelength_m": 1.5498e-10, "distance_m": DISTANCE}, (1, 2), 2e5,
+    geometry = {"pixel_size_m": np.array([PIXEL, 2 * PIXEL]), "origin_m": np.array([1e-6, 2e-6]),
+                "wavelength_m": 1.5498e-10, "distance_m": DISTANCE}
+    rec = Reconstruction(obj, np.ones(obj.shape, np.float32), tiny_raw["xcoords"] + 2, tiny_raw["ycoords"] + 1,
+                         np.array([1.0, 2.0]), geometry)
+    args = ("scan", rec, tiny_raw["probeGuess"], np.arange(36), 2e5,
             {"loss_epochs": np.arange(3), "loss_values": np.array([3.0, 2.0, 1.5])})
     write_product(tmp_path / "a.h5", *args)
     time.sleep(1.1)  # HDF5 time stamps have a resolution of one second
@@ -284,7 +289,6 @@ def test_every_method_writes_a_reconstruction_with_origin_geometry_and_a_scale_b
     """The network, the baseline and the refinement write one file type; it carries the
     canvas origin and the scan's pixel size, so each render draws the scale bar."""
     import json
-    from ptycho_lib.reconstruction import Reconstruction
     from ptycho_lib.render import render
 
     work, _ = pipeline
@@ -303,7 +307,6 @@ def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):
     """A scan without geometry: 1 m stands for one object pixel, and the file says so."""
     from ptycho_lib.contract import canonicalise
     from ptycho_lib.io import write_npz
-    from ptycho_lib.reconstruction import Reconstruction
     import product
 
     canonical = canonicalise(tiny_raw, "tiny.npz")
