@@ -1,5 +1,6 @@
-"""Dose and overlap study: PINN, ePIE baseline and PINN + ePIE refinement on the same
-object simulated at doses from 1e3 to 1e7 photons per pattern and two overlaps.
+"""Dose and overlap study: the three methods, recon (the network), baseline (ePIE from a
+flat object) and refined (the network refined by ePIE), on the same object simulated at
+doses from 1e3 to 1e7 photons per pattern and two overlaps.
 
     python benchmarks/dose_study.py --out results/dose_study            # full size
     python benchmarks/dose_study.py --out /tmp/dose --quick             # minutes
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 
 from ptycho_lib.bundle import export_checkpoint, load_network
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
@@ -54,16 +54,16 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     net, _ = load_network(work / "wts.h5.zip", n=scan.n)
     t = time.perf_counter()
     pinn = reconstruct(net, scan, InferConfig(), "cpu").object
-    row["pinn"] = {**_scores(pinn, scan.obj, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
+    row["recon"] = {**_scores(pinn, scan.obj, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
     t = time.perf_counter()
     base = Solver(scan.amplitude, probe, scan.y, scan.x, np.ones(scan.obj.shape), SolverConfig(iterations)).run()
-    row["epie"] = {**_scores(base, scan.obj, region), "wall_s": time.perf_counter() - t}
+    row["baseline"] = {**_scores(base, scan.obj, region), "wall_s": time.perf_counter() - t}
 
     t = time.perf_counter()
     start = np.where(np.abs(pinn) > 0, pinn, 1)
     ref = Solver(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(refine_iterations)).run()
-    row["pinn+epie"] = {**_scores(ref, scan.obj, region), "wall_s": time.perf_counter() - t}
+    row["refined"] = {**_scores(ref, scan.obj, region), "wall_s": time.perf_counter() - t}
     return row
 
 
@@ -80,10 +80,10 @@ def plot(rows, path):
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for step in sorted({r["step"] for r in rows}):
-        for method, style in (("pinn", "o-"), ("epie", "s--"), ("pinn+epie", "^:")):
+        for method, style in (("recon", "o-"), ("baseline", "s--"), ("refined", "^:")):
             sel = [r for r in rows if r["step"] == step and r["method"] == method]
             dose = [r["nphotons"] for r in sel]
-            label = f"{method}, step {step:g} px" + (f", gridsize {sel[0]['gridsize']}" if method != "epie" else "")
+            label = f"{method}, step {step:g} px" + (f", gridsize {sel[0]['gridsize']}" if method != "baseline" else "")
             axes[0].semilogx(dose, [r["phase_ssim"] for r in sel], style, label=label)
             axes[1].semilogx(dose, [r["frc_resolution_cycles_per_pixel"] for r in sel], style)
     axes[0].set(xlabel="incident photons per pattern", ylabel="phase SSIM")

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-
 import scans
 from ptycho_lib.bundle import export_checkpoint, load_network
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig

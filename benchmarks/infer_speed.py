@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 import scans
 
 from ptycho_lib import reconstruct as recon_module

@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import scans
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.io import write_npz
 from ptycho_lib.model import PtychoNet

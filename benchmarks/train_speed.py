@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-
 import scans
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
 from ptycho_lib.contract import canonicalise
