@@ -156,7 +156,15 @@ class InferConfig:
 class SolverConfig:
     iterations: int = opt(100, "passes over all positions for the baseline (from a flat object)", min=1,
                           only=("baseline",))
-    refine_iterations: int = opt(30, "passes when refining the network's reconstruction", min=1, only=("refined",))
+    refine_iterations: int = opt(30, "passes when refining the network's reconstruction; with holdout_fraction "
+                                 "> 0 the most passes the data-driven choice considers", min=1, only=("refined",))
+    holdout_fraction: float = opt(0.1, "refinement: fraction of the patterns (spread over the scan) held out to "
+                                  "choose how many passes to run, by their Poisson NLL (0 = always "
+                                  "refine_iterations passes)", min=0.0, max=0.5, only=("refined",))
+    holdout_every: int = opt(5, "refinement: passes between two measurements of the held-out NLL", min=1,
+                             only=("refined",))
+    holdout_patience: int = opt(3, "refinement: stop the choice after this many measurements without a lower "
+                                "held-out NLL", min=1, only=("refined",))
     batch_size: int = opt(32, "positions whose updates are summed into one step", min=1)
     alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0)
     probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)")

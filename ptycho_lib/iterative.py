@@ -16,7 +16,7 @@ import torch
 
 from .config import SolverConfig
 from .geometry import apply_ramps, shift_ramps, window_origins
-from .physics import far_field
+from .physics import far_field, poisson_nll
 
 
 class Solver:
@@ -30,20 +30,13 @@ class Solver:
         self.meas = torch.from_numpy(np.ascontiguousarray(amplitude, np.float32))
         self.probe = torch.from_numpy(probe.astype(np.complex64))
         self.obj = torch.from_numpy(init_object.astype(np.complex64)).clone()
-        iy, ix, fy, fx = window_origins(y, x, self.n)
-        self.iy, self.ix = torch.from_numpy(iy), torch.from_numpy(ix)
-        self.ramp = shift_ramps(torch.from_numpy(np.stack([fy, fx], 1)), self.n)
-        h, w = self.obj.shape
-        if self.iy.min() < 0 or self.ix.min() < 0 or self.iy.max() + self.n > h or self.ix.max() + self.n > w:
-            raise ValueError("positions put windows outside the object canvas")
-        r = torch.arange(self.n)
-        self.rows = self.iy[:, None, None] + r[None, :, None]
-        self.cols = self.ix[:, None, None] + r[None, None, :]
+        self.flat_index, self.ramp = _windows(y, x, self.n, self.obj.shape)
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[float] = []
+        self.passes = 0
 
     def _index(self, b):
-        return (self.rows[b] * self.obj.shape[1] + self.cols[b]).reshape(-1)
+        return self.flat_index[b].reshape(-1)
 
     def step(self, refine_probe: bool) -> float:
         """One pass over all positions in random batches; returns the mean Fourier
@@ -87,8 +80,67 @@ class Solver:
         return den.reshape(self.obj.shape).numpy()
 
     def run(self, iterations: int | None = None, callback=None) -> np.ndarray:
-        for it in range(iterations or self.cfg.iterations):
-            self.step(self.cfg.probe_refinement and it >= 5)
+        """`iterations` further passes (default: the configured number); the probe is
+        refined from the sixth pass on when asked. Returns the object (a view: later
+        passes change it)."""
+        for it in range(self.cfg.iterations if iterations is None else iterations):
+            self.step(self.cfg.probe_refinement and self.passes >= 5)
+            self.passes += 1
             if callback:
                 callback(it, self)
         return self.obj.numpy()
+
+    def nll(self, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray, chunk: int = 256) -> float:
+        """Poisson negative log-likelihood per photon of other patterns (amplitudes at
+        canvas positions y, x) under the current object and probe, relative to the
+        saturated model (0 = a perfect fit): how well the object predicts data it was
+        not fitted to."""
+        index, ramp = _windows(y, x, self.n, self.obj.shape)
+        flat, total, photons = self.obj.view(-1), 0.0, 0.0
+        for s in range(0, len(amplitude), chunk):
+            b = slice(s, s + chunk)
+            patch = flat[index[b].reshape(-1)].reshape(-1, self.n, self.n)
+            probe = apply_ramps(self.probe.expand(len(patch), -1, -1), ramp[b])
+            counts = torch.from_numpy(np.ascontiguousarray(amplitude[b], np.float32)).double().square()
+            lam = far_field(probe * patch).abs().square().double()
+            total += float(poisson_nll(lam, counts, 1.0).sum())
+            photons += float(counts.sum())
+        return total / max(photons, 1e-30)
+
+
+def _windows(y, x, n: int, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat canvas indices (M, N, N) of each window's pixels, and the Fourier ramps that
+    move the probe by each position's sub-pixel remainder."""
+    iy, ix, fy, fx = window_origins(y, x, n)
+    h, w = shape
+    if iy.min() < 0 or ix.min() < 0 or iy.max() + n > h or ix.max() + n > w:
+        raise ValueError("positions put windows outside the object canvas")
+    r = np.arange(n)
+    index = (iy[:, None, None] + r[None, :, None]) * w + ix[:, None, None] + r[None, None, :]
+    return torch.from_numpy(index), shift_ramps(torch.from_numpy(np.stack([fy, fx], 1)), n)
+
+
+def spread_subset(m: int, fraction: float) -> np.ndarray:
+    """Every k-th pattern in scan order (k = 1 / fraction), starting half-way into the
+    first k: a subset spread over the whole scan, whose neighbours stay in the rest."""
+    k = max(2, int(round(1 / fraction)))
+    return np.arange(k // 2, m, k)
+
+
+def choose_passes(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, start: np.ndarray,
+                  cfg: SolverConfig, most: int) -> tuple[int, np.ndarray]:
+    """How many passes to refine `start` for, chosen from the data alone: the solver runs
+    on all patterns but a spread-out held-out fraction (cfg.holdout_fraction), and the
+    held-out patterns' Poisson NLL is measured before the first pass and every
+    cfg.holdout_every passes, up to `most`; the pass count where it is lowest wins.
+    Stops early once it has not improved for cfg.holdout_patience checks. Returns the
+    passes and the (passes, NLL per photon) curve. Reads nothing but the patterns."""
+    held = spread_subset(len(amplitude), cfg.holdout_fraction)
+    fit = np.setdiff1d(np.arange(len(amplitude)), held)
+    solver = Solver(amplitude[fit], probe, y[fit], x[fit], start, cfg)
+    curve = [(0, solver.nll(amplitude[held], y[held], x[held]))]
+    while solver.passes < most and len(curve) - 1 - int(np.argmin([v for _, v in curve])) < cfg.holdout_patience:
+        solver.run(min(cfg.holdout_every, most - solver.passes))
+        curve.append((solver.passes, solver.nll(amplitude[held], y[held], x[held])))
+    curve = np.array(curve)
+    return int(curve[np.argmin(curve[:, 1]), 0]), curve

@@ -34,6 +34,8 @@ def main(argv):
     region = scanned_region(ref["xcoords"], ref["ycoords"])
     scores = compare(obj, ref["objectGuess"], region)
     scores["region"] = {"rows": [region[0].start, region[0].stop], "cols": [region[1].start, region[1].stop]}
+    if "heldout_nll" in rec.extra:  # the refinement's own, ground-truth-free figure
+        scores["heldout_nll_per_photon"] = float(rec.extra["heldout_nll"][:, 1].min())
     write_json(a.metrics, scores)
     record(a.metrics, "evaluate", {"recon": a.recon, "reference": a.reference})
     print(" ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))

@@ -6,7 +6,11 @@
         --init results/recon/fly001.npz --output results/refined/fly001.npz [flags]
 
 `baseline` starts from a flat object and runs --iterations passes; `refined` starts
-from a reconstruction (the network's) and runs --refine-iterations passes. The output
+from a reconstruction (the network's) and runs as many passes as the data say, up to
+--refine-iterations: the solver first runs on all but a spread-out --holdout-fraction
+of the patterns, and the pass count at which those held-out patterns' Poisson NLL is
+lowest is the one run on all patterns (`heldout_nll` in the output holds the curve;
+--holdout-fraction 0 runs --refine-iterations passes). The output
 is a reconstruction file like infer's (ptycho_lib.reconstruction), with the canvas
 origin, the scan's geometry and the solver's `fourier_error` per pass. Every flag is
 a `solver` setting of config/config.yaml (docs/cli.md).
@@ -23,7 +27,7 @@ import torch
 from ptycho_lib import __version__, cli, config
 from ptycho_lib.geometry import canvas_geometry
 from ptycho_lib.io import InputError, sha256_file
-from ptycho_lib.iterative import Solver
+from ptycho_lib.iterative import Solver, choose_passes
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.provenance import record
 from ptycho_lib.reconstruction import Reconstruction
@@ -58,20 +62,24 @@ def main(argv):
         if rec.object.shape != shape:
             raise InputError(init, f"object {rec.object.shape} does not match the scan's canvas {shape}")
         start, passes = np.where(rec.lit(), rec.object, 1).astype(np.complex64), solver_cfg.refine_iterations
-    solver = Solver(scan.amplitude, scale_probe(scan.probe.astype(np.complex128), scan.nphotons), y, x, start,
-                    solver_cfg)
+    probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
     t0 = time.perf_counter()
+    extra = {}
+    if init is not None and solver_cfg.holdout_fraction > 0:
+        passes, extra["heldout_nll"] = choose_passes(scan.amplitude, probe, y, x, start, solver_cfg, passes)
+    solver = Solver(scan.amplitude, probe, y, x, start, solver_cfg)
     obj = solver.run(passes)
     seconds = time.perf_counter() - t0
     used = {f.name: getattr(solver_cfg, f.name) for f in config.fields("solver", a.method)}
     provenance = {"data": a.test_data.name, "data_sha256": sha256_file(a.test_data), "solver": used,
-                  "init": init.name if init else "flat", "init_sha256": sha256_file(init) if init else "",
-                  "library_version": __version__}
+                  "passes": passes, "init": init.name if init else "flat",
+                  "init_sha256": sha256_file(init) if init else "", "library_version": __version__}
     Reconstruction(obj, solver.coverage().astype(np.float32), x, y, np.array([oy, ox]), dict(scan.geometry),
-                   provenance, {"fourier_error": np.array(solver.history, np.float64)}).save(a.output)
+                   provenance, {"fourier_error": np.array(solver.history, np.float64), **extra}).save(a.output)
     record(a.output, a.method, {"data": a.test_data, **({"init": init} if init else {})}, used,
            extra={"solver_seconds": seconds})
-    print(f"{passes} passes in {seconds:.1f} s, final Fourier error {solver.history[-1]:.4f}", file=sys.stderr)
+    fit = f", final Fourier error {solver.history[-1]:.4f}" if solver.history else ""
+    print(f"{passes} passes in {seconds:.1f} s{fit}", file=sys.stderr)
 
 
 if __name__ == "__main__":

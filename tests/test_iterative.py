@@ -7,7 +7,8 @@ from conftest import TINY
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.data import simulate_like
 from ptycho_lib.geometry import scanned_region
-from ptycho_lib.iterative import Solver, SolverConfig
+from ptycho_lib.config import SolverConfig
+from ptycho_lib.iterative import Solver, choose_passes, spread_subset
 from ptycho_lib.metrics import compare
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.scan import scan_from
@@ -60,3 +61,44 @@ def test_a_simulated_random_object_scan_fits_the_forward_model_the_solver_invert
     assert at_truth.step(False) < 1e-4
     again, other = simulate_like(measured, seed=3), simulate_like(measured, seed=4)
     assert np.array_equal(again.amplitude, sim.amplitude) and not np.allclose(other.obj, sim.obj)
+
+
+def _blurred(obj, sigma):
+    fy, fx = np.fft.fftfreq(obj.shape[0])[:, None], np.fft.fftfreq(obj.shape[1])[None, :]
+    return np.fft.ifft2(np.fft.fft2(obj) * np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)))
+
+
+@pytest.fixture(scope="module")
+def exact(scan):
+    """A scan made with the solver's own forward model (Poisson noise), its object known."""
+    sim = simulate_like(scan_from(scan), seed=5)
+    return sim, scale_probe(sim.probe.astype(np.complex128), sim.nphotons)
+
+
+def test_held_out_nll_ranks_the_true_object_first(exact):
+    """No reference needed: patterns are predicted best by the true object, worse by a
+    blurred one, worst by a flat one."""
+    sim, probe = exact
+
+    def nll(obj):
+        return Solver(sim.amplitude[:1], probe, sim.y[:1], sim.x[:1], obj, SolverConfig()).nll(
+            sim.amplitude, sim.y, sim.x)
+
+    truth, blurred, flat = nll(sim.obj), nll(_blurred(sim.obj, 1.5)), nll(np.ones(sim.obj.shape))
+    assert truth < blurred < flat, (truth, blurred, flat)
+
+
+def test_the_choice_of_passes_follows_the_held_out_patterns(exact):
+    """From a flat start the held-out NLL falls pass after pass: refine to the end. From
+    the true object only noise is left to fit, which the held-out patterns do not share:
+    stay at the start, and stop looking after `holdout_patience` checks."""
+    sim, probe = exact
+    cfg = SolverConfig(batch_size=8, holdout_every=4, holdout_patience=2)
+    passes, curve = choose_passes(sim.amplitude, probe, sim.y, sim.x, np.ones(sim.obj.shape), cfg, 20)
+    assert passes == 20 and list(curve[:, 0]) == [0, 4, 8, 12, 16, 20]
+    assert np.all(np.diff(curve[:, 1]) < 0), curve
+    passes, curve = choose_passes(sim.amplitude, probe, sim.y, sim.x, sim.obj, cfg, 20)
+    assert passes == 0 and list(curve[:, 0]) == [0, 4, 8], curve
+    # the patterns held out are spread over the whole scan
+    held = spread_subset(len(sim.x), cfg.holdout_fraction)
+    assert len(held) == round(0.1 * len(sim.x)) and np.ptp(sim.y[held]) > 0.8 * np.ptp(sim.y)
