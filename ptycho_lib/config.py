@@ -295,7 +295,7 @@ def add_arguments(parser: argparse.ArgumentParser, program: str) -> None:
                         help="YAML file with sections " + ", ".join(sections) + " (config/config.yaml fits); "
                         "repeat to merge several, later ones win; flags override them all")
     old = parser.add_argument_group("deprecated")
-    if "execution" in sections:
+    if "execution" in sections and any(f.name == "accelerator" for f in fields("execution", program)):
         old.add_argument("--device", choices=tuple(DEVICE_TO_ACCELERATOR), default=None,
                          help="use --accelerator; taken as the accelerator only when --accelerator is not given")
     if program == "train":
