@@ -1,8 +1,8 @@
 """solve: iterative reconstruction (batched ePIE/rPIE) with the known probe.
 
-    python -m scripts.solve baseline --test-data results/canonical/fly001.npz \
+    python -m scripts.solve baseline --test-data results/canonical/fly001.npz
         --output results/baseline/fly001.npz [flags]
-    python -m scripts.solve refined --test-data results/canonical/fly001.npz \
+    python -m scripts.solve refined --test-data results/canonical/fly001.npz
         --init results/recon/fly001.npz --output results/refined/fly001.npz [flags]
 
 `baseline` starts from a flat object and runs --iterations passes; `refined` starts

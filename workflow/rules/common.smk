@@ -134,5 +134,9 @@ def method_title(method, dataset):
     return {
         "recon": f"network (model {model_of(dataset)})",
         "baseline": f"ePIE baseline ({config['solver']['iterations']} passes)",
-        "refined": f"network + {config['solver']['refine_iterations']} ePIE passes",
+        "refined": (
+            "network refined by ePIE, passes chosen by held-out patterns"
+            if config["solver"]["holdout_fraction"]
+            else f"network + {config['solver']['refine_iterations']} ePIE passes"
+        ),
     }[method]
