@@ -16,7 +16,7 @@ import torch
 
 from .config import SolverConfig
 from .geometry import apply_ramps, shift_ramps, window_origins
-from .physics import far_field, poisson_nll
+from .physics import far_field, poisson_nll, predicted_counts
 
 
 class Solver:
@@ -102,7 +102,7 @@ class Solver:
             patch = flat[index[b].reshape(-1)].reshape(-1, self.n, self.n)
             probe = apply_ramps(self.probe.expand(len(patch), -1, -1), ramp[b])
             counts = torch.from_numpy(np.ascontiguousarray(amplitude[b], np.float32)).double().square()
-            lam = far_field(probe * patch).abs().square().double()
+            lam = predicted_counts(probe, patch).double()
             total += float(poisson_nll(lam, counts, 1.0).sum())
             photons += float(counts.sum())
         return total / max(photons, 1e-30)

@@ -4,12 +4,13 @@
         --test-data results/canonical/fly001.npz --output-dir results/recon [flags]
 
 writes results/recon/fly001.npz: the file is named after --test-data, so the command
-above is what the workflow's infer rule runs (--output FILE names it instead). The NPZ
+above is what the workflow's recon rule runs (--output FILE names it instead). The NPZ
 holds `object` (complex64), `amplitude` and `phase` (float32), the stitching `weight`,
 the positions used on that canvas, the canvas `origin` (row, column of the reference
 object's pixel 0), a JSON `provenance` string and the scan's geometry keys
-(`pixel_size_m`, `wavelength_m`, ... when the scan has them): ptycho_lib.reconstruction. A progress bar over the
-batches goes to stderr unless --quiet. Every flag: docs/cli.md.
+(`pixel_size_m`, `wavelength_m`, ... when the scan has them); the layout is
+ptycho_lib.reconstruction's. A progress bar over the batches goes to stderr unless
+--quiet. Every flag: docs/cli.md.
 """
 
 import argparse
