@@ -156,13 +156,17 @@ class InferConfig:
 class SolverConfig:
     iterations: int = opt(100, "passes over all positions for the baseline (from a flat object)", min=1,
                           only=("baseline",))
-    refine_iterations: int = opt(30, "passes when refining the network's reconstruction; with holdout_fraction "
+    refine_iterations: int = opt(40, "passes when refining the network's reconstruction; with holdout_fraction "
                                  "> 0 the most passes the data-driven choice considers", min=1, only=("refined",))
     holdout_fraction: float = opt(0.1, "refinement: fraction of the patterns (spread over the scan) held out to "
-                                  "choose how many passes to run, by their Poisson NLL (0 = always "
-                                  "refine_iterations passes)", min=0.0, max=0.5, only=("refined",))
-    holdout_every: int = opt(5, "refinement: passes between two measurements of the held-out NLL", min=1,
-                             only=("refined",))
+                                  "choose the pull and the passes, by their Poisson NLL (0 = refine_iterations "
+                                  "passes with no pull)", min=0.0, max=0.5, only=("refined",))
+    pulls: tuple = opt((16.0, 4.0, 1.0, 0.25), "refinement: strengths of the pull toward the network's "
+                       "reconstruction, tried from strong to weak (holdout_every passes each) before plain passes; "
+                       "in probe views: 1 weighs the prior like one full-intensity view of the pixel", type=float,
+                       min=0.0, nargs="+", only=("refined",))
+    holdout_every: int = opt(3, "refinement: passes between two measurements of the held-out NLL (and per pull)",
+                             min=1, only=("refined",))
     holdout_patience: int = opt(3, "refinement: stop the choice after this many measurements without a lower "
                                 "held-out NLL", min=1, only=("refined",))
     batch_size: int = opt(32, "positions whose updates are summed into one step", min=1)
@@ -229,8 +233,9 @@ def _check(f, value, source):
     if value is None and f.default is None:
         return None
     if md["nargs"]:
-        if not isinstance(value, (list, tuple)) or len(value) != md["nargs"]:
-            raise ValueError(f"{source} must be a list of {md['nargs']} numbers, got {value!r}")
+        count = "one or more" if md["nargs"] == "+" else md["nargs"]
+        if not isinstance(value, (list, tuple)) or not value or (count != "one or more" and len(value) != count):
+            raise ValueError(f"{source} must be a list of {count} numbers, got {value!r}")
         return [_check_one(f, v, source) for v in value]
     return _check_one(f, value, source)
 

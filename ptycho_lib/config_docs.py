@@ -32,7 +32,10 @@ def _property(f, with_default: bool = True) -> dict:
     if md["nargs"]:
         out["type"] = "array"
         out["items"] = {"type": JSON_TYPES[md["type"]]}
-        out["minItems"] = out["maxItems"] = md["nargs"]
+        if md["nargs"] == "+":
+            out["minItems"] = 1
+        else:
+            out["minItems"] = out["maxItems"] = md["nargs"]
     elif md["choices"]:
         out["enum"] = list(md["choices"])
     else:
@@ -42,9 +45,9 @@ def _property(f, with_default: bool = True) -> dict:
     for key, schema_key in (("min", "minimum"), ("max", "maximum"), ("above", "exclusiveMinimum"),
                             ("pattern", "pattern"), ("multiple_of", "multipleOf")):
         if md[key] is not None:
-            out[schema_key] = md[key]
+            (out["items"] if md["nargs"] else out)[schema_key] = md[key]
     if with_default:
-        out["default"] = f.default
+        out["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
     out["description"] = md["help"]
     return out
 
@@ -95,6 +98,8 @@ def _cell(value) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, tuple):
+        value = list(value)
     return f"`{value}`" if value != "" else '`""`'
 
 

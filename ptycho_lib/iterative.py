@@ -7,6 +7,13 @@ ramp and cutting the object at the integer part, so the object itself is never
 interpolated. Positions are visited in random mini-batches; the updates of a batch are
 summed and normalised by the batch's summed probe intensity (the rPIE regularised
 step), which keeps a batch of overlapping updates stable.
+
+Refinement treats its starting reconstruction (the network's) as a prior: after each
+pass the object is pulled toward it, O <- (O + t O_start) / (1 + t) with t = w / V,
+where V is the number of full-intensity probe views that light the pixel (the summed
+probe intensity over its maximum) and w the strength of the pull in the same units. The
+pull and the number of passes are chosen by `refine` from the measured patterns alone
+(docs/design.md, "Refinement").
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ class Solver:
     amplitudes at known positions, starting from a given object estimate."""
 
     def __init__(self, amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray,
-                 init_object: np.ndarray, cfg: SolverConfig):
+                 init_object: np.ndarray, cfg: SolverConfig, prior: np.ndarray | None = None):
         self.cfg = cfg
         self.n = probe.shape[0]
         self.meas = torch.from_numpy(np.ascontiguousarray(amplitude, np.float32))
@@ -34,6 +41,8 @@ class Solver:
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[float] = []
         self.passes = 0
+        self.prior = None if prior is None else torch.from_numpy(prior.astype(np.complex64))
+        self.views = torch.from_numpy(self.coverage() / float(self.probe.abs().square().max())).clamp_min(1e-3)
 
     def _index(self, b):
         return self.flat_index[b].reshape(-1)
@@ -79,33 +88,43 @@ class Solver:
                                                        probe.reshape(-1))
         return den.reshape(self.obj.shape).numpy()
 
-    def run(self, iterations: int | None = None, callback=None) -> np.ndarray:
-        """`iterations` further passes (default: the configured number); the probe is
-        refined from the sixth pass on when asked. Returns the object (a view: later
-        passes change it)."""
+    def run(self, iterations: int | None = None, callback=None, pull: float = 0.0) -> np.ndarray:
+        """`iterations` further passes (default: the configured number), each followed by
+        a pull of strength `pull` toward the prior; the probe is refined from the sixth
+        pass on when asked. Returns the object (a view: later passes change it)."""
         for it in range(self.cfg.iterations if iterations is None else iterations):
             self.step(self.cfg.probe_refinement and self.passes >= 5)
+            if pull > 0:
+                t = pull / self.views
+                self.obj.copy_((self.obj + t * self.prior) / (1 + t))
             self.passes += 1
             if callback:
                 callback(it, self)
         return self.obj.numpy()
 
-    def nll(self, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray, chunk: int = 256) -> float:
-        """Poisson negative log-likelihood per photon of other patterns (amplitudes at
-        canvas positions y, x) under the current object and probe, relative to the
-        saturated model (0 = a perfect fit): how well the object predicts data it was
-        not fitted to."""
-        index, ramp = _windows(y, x, self.n, self.obj.shape)
-        flat, total, photons = self.obj.view(-1), 0.0, 0.0
-        for s in range(0, len(amplitude), chunk):
-            b = slice(s, s + chunk)
-            patch = flat[index[b].reshape(-1)].reshape(-1, self.n, self.n)
-            probe = apply_ramps(self.probe.expand(len(patch), -1, -1), ramp[b])
-            counts = torch.from_numpy(np.ascontiguousarray(amplitude[b], np.float32)).double().square()
-            lam = predicted_counts(probe, patch).double()
-            total += float(poisson_nll(lam, counts, 1.0).sum())
-            photons += float(counts.sum())
-        return total / max(photons, 1e-30)
+    def nll(self, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray) -> float:
+        """pattern_nll of other patterns under the current object and probe: how well
+        the object predicts data it was not fitted to."""
+        return pattern_nll(self.obj, self.probe, amplitude, y, x)
+
+
+def pattern_nll(obj, probe, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray, chunk: int = 256) -> float:
+    """Poisson negative log-likelihood per photon of patterns (amplitudes at canvas
+    positions y, x) under an object and a probe (on the photon scale), relative to the
+    saturated model: 0 is a perfect fit, and Poisson noise alone leaves about 1/2 per
+    pixel with counts, divided by the photons."""
+    obj, probe = torch.as_tensor(obj, dtype=torch.complex64), torch.as_tensor(probe, dtype=torch.complex64)
+    n = probe.shape[-1]
+    index, ramp = _windows(y, x, n, obj.shape)
+    flat, total, photons = obj.reshape(-1), 0.0, 0.0
+    for s in range(0, len(amplitude), chunk):
+        b = slice(s, s + chunk)
+        patch = flat[index[b].reshape(-1)].reshape(-1, n, n)
+        shifted = apply_ramps(probe.expand(len(patch), -1, -1), ramp[b])
+        counts = torch.from_numpy(np.ascontiguousarray(amplitude[b], np.float32)).double().square()
+        total += float(poisson_nll(predicted_counts(shifted, patch).double(), counts, 1.0).sum())
+        photons += float(counts.sum())
+    return total / max(photons, 1e-30)
 
 
 def _windows(y, x, n: int, shape) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,20 +146,47 @@ def spread_subset(m: int, fraction: float) -> np.ndarray:
     return np.arange(k // 2, m, k)
 
 
-def choose_passes(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, start: np.ndarray,
-                  cfg: SolverConfig, most: int) -> tuple[int, np.ndarray]:
-    """How many passes to refine `start` for, chosen from the data alone: the solver runs
-    on all patterns but a spread-out held-out fraction (cfg.holdout_fraction), and the
-    held-out patterns' Poisson NLL is measured before the first pass and every
-    cfg.holdout_every passes, up to `most`; the pass count where it is lowest wins.
-    Stops early once it has not improved for cfg.holdout_patience checks. Returns the
-    passes and the (passes, NLL per photon) curve. Reads nothing but the patterns."""
+def pull_schedule(cfg: SolverConfig, most: int) -> list[float]:
+    """The pull toward the prior during each of `most` passes: cfg.pulls from strong to
+    weak, cfg.holdout_every passes each, then none."""
+    weights = [w for w in cfg.pulls for _ in range(cfg.holdout_every)]
+    return (weights + [0.0] * most)[:most]
+
+
+def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, start: np.ndarray,
+           cfg: SolverConfig, most: int, on_check=None) -> tuple[Solver, np.ndarray]:
+    """Refine `start` toward the measured patterns, as far as the data say.
+
+    A spread-out fraction of the patterns (cfg.holdout_fraction) is held out; the solver
+    runs on the rest along pull_schedule (a pull toward `start` that weakens, then
+    plain passes), and the held-out patterns' Poisson NLL is measured before the first
+    pass and every cfg.holdout_every passes, stopping after cfg.holdout_patience checks
+    without a new lowest value or at `most` passes. The object (and probe) at the lowest
+    value wins: the start itself when no pass improved on it, else that state given one
+    more pass over all patterns with the pull it had. Returns the finished solver (its
+    `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
+    nothing but the patterns and the start. on_check(solver) is called at each
+    check (to watch the path)."""
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
-    solver = Solver(amplitude[fit], probe, y[fit], x[fit], start, cfg)
-    curve = [(0, solver.nll(amplitude[held], y[held], x[held]))]
-    while solver.passes < most and len(curve) - 1 - int(np.argmin([v for _, v in curve])) < cfg.holdout_patience:
-        solver.run(min(cfg.holdout_every, most - solver.passes))
-        curve.append((solver.passes, solver.nll(amplitude[held], y[held], x[held])))
-    curve = np.array(curve)
-    return int(curve[np.argmin(curve[:, 1]), 0]), curve
+    schedule = pull_schedule(cfg, most)
+    solver = Solver(amplitude[fit], probe, y[fit], x[fit], start, cfg, prior=start)
+    nll = solver.nll(amplitude[held], y[held], x[held])
+    curve, best = [(0, np.inf, nll)], (nll, 0, solver.obj.clone(), solver.probe.clone())
+    if on_check:
+        on_check(solver)
+    while solver.passes < most and len(curve) - 1 - int(np.argmin([c[2] for c in curve])) < cfg.holdout_patience:
+        pull = schedule[solver.passes]
+        solver.run(min(cfg.holdout_every, most - solver.passes), pull=pull)
+        nll = solver.nll(amplitude[held], y[held], x[held])
+        curve.append((solver.passes, pull, nll))
+        if on_check:
+            on_check(solver)
+        if nll < best[0]:
+            best = (nll, solver.passes, solver.obj.clone(), solver.probe.clone())
+    _, passes, obj, best_probe = best
+    final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy(), cfg, prior=start)
+    final.history, final.passes = solver.history[:passes], passes
+    if passes:
+        final.run(1, pull=schedule[passes - 1])
+    return final, np.array(curve)

@@ -6,11 +6,12 @@
         --init results/recon/fly001.npz --output results/refined/fly001.npz [flags]
 
 `baseline` starts from a flat object and runs --iterations passes; `refined` starts
-from a reconstruction (the network's) and runs as many passes as the data say, up to
---refine-iterations: the solver first runs on all but a spread-out --holdout-fraction
-of the patterns, and the pass count at which those held-out patterns' Poisson NLL is
-lowest is the one run on all patterns (`heldout_nll` in the output holds the curve;
---holdout-fraction 0 runs --refine-iterations passes). The output
+from a reconstruction (the network's) and refines it as far as the data say, up to
+--refine-iterations passes: the solver runs on all but a spread-out --holdout-fraction
+of the patterns, pulled toward the start with the strengths --pulls (then not at all),
+and the state where those held-out patterns' Poisson NLL is lowest is kept and given a
+last pass over all patterns (`heldout_nll` in the output holds the (passes, pull, NLL)
+curve; --holdout-fraction 0 runs --refine-iterations plain passes). The output
 is a reconstruction file like infer's (ptycho_lib.reconstruction), with the canvas
 origin, the scan's geometry and the solver's `fourier_error` per pass. Every flag is
 a `solver` setting of config/config.yaml (docs/cli.md).
@@ -27,7 +28,7 @@ import torch
 from ptycho_lib import __version__, cli, config
 from ptycho_lib.geometry import canvas_geometry
 from ptycho_lib.io import InputError, sha256_file
-from ptycho_lib.iterative import Solver, choose_passes
+from ptycho_lib.iterative import Solver, refine
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.provenance import record
 from ptycho_lib.reconstruction import Reconstruction
@@ -66,9 +67,12 @@ def main(argv):
     t0 = time.perf_counter()
     extra = {}
     if init is not None and solver_cfg.holdout_fraction > 0:
-        passes, extra["heldout_nll"] = choose_passes(scan.amplitude, probe, y, x, start, solver_cfg, passes)
-    solver = Solver(scan.amplitude, probe, y, x, start, solver_cfg)
-    obj = solver.run(passes)
+        solver, extra["heldout_nll"] = refine(scan.amplitude, probe, y, x, start, solver_cfg, passes)
+        passes = solver.passes
+    else:
+        solver = Solver(scan.amplitude, probe, y, x, start, solver_cfg)
+        solver.run(passes)
+    obj = solver.obj.numpy()
     seconds = time.perf_counter() - t0
     used = {f.name: getattr(solver_cfg, f.name) for f in config.fields("solver", a.method)}
     provenance = {"data": a.test_data.name, "data_sha256": sha256_file(a.test_data), "solver": used,
