@@ -169,6 +169,8 @@ class SolverConfig:
                              min=1, only=("refined",))
     holdout_patience: int = opt(3, "refinement: stop the choice after this many measurements without a lower "
                                 "held-out NLL", min=1, only=("refined",))
+    holdout_tolerance: float = opt(0.01, "refinement: a measurement counts as lower only when it lowers the "
+                                   "held-out NLL by more than this fraction", min=0.0, max=0.5, only=("refined",))
     batch_size: int = opt(32, "positions whose updates are summed into one step", min=1)
     alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0)
     probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)")

@@ -41,8 +41,10 @@ class Solver:
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[float] = []
         self.passes = 0
-        self.prior = None if prior is None else torch.from_numpy(prior.astype(np.complex64))
-        self.views = torch.from_numpy(self.coverage() / float(self.probe.abs().square().max())).clamp_min(1e-3)
+        self.prior, self.views = None, None
+        if prior is not None:  # pixels' probe views, the unit of the pull toward it
+            self.prior = torch.from_numpy(prior.astype(np.complex64))
+            self.views = torch.from_numpy(self.coverage() / float(self.probe.abs().square().max())).clamp_min(1e-3)
 
     def _index(self, b):
         return self.flat_index[b].reshape(-1)
@@ -161,7 +163,8 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     runs on the rest along pull_schedule (a pull toward `start` that weakens, then
     plain passes), and the held-out patterns' Poisson NLL is measured before the first
     pass and every cfg.holdout_every passes, stopping after cfg.holdout_patience checks
-    without a new lowest value or at `most` passes. The object (and probe) at the lowest
+    that did not lower the lowest value by more than the fraction cfg.holdout_tolerance
+    (the data have said what they can), or at `most` passes. The object (and probe) at the lowest
     value wins: the start itself when no pass improved on it, else that state given one
     more pass over all patterns with the pull it had. Returns the finished solver (its
     `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
@@ -175,13 +178,15 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     curve, best = [(0, np.inf, nll)], (nll, 0, solver.obj.clone(), solver.probe.clone())
     if on_check:
         on_check(solver)
-    while solver.passes < most and len(curve) - 1 - int(np.argmin([c[2] for c in curve])) < cfg.holdout_patience:
+    stale = 0  # checks since the last one that lowered the held-out NLL by more than the tolerance
+    while solver.passes < most and stale < cfg.holdout_patience:
         pull = schedule[solver.passes]
         solver.run(min(cfg.holdout_every, most - solver.passes), pull=pull)
         nll = solver.nll(amplitude[held], y[held], x[held])
         curve.append((solver.passes, pull, nll))
         if on_check:
             on_check(solver)
+        stale = 0 if nll < best[0] * (1 - cfg.holdout_tolerance) else stale + 1
         if nll < best[0]:
             best = (nll, solver.passes, solver.obj.clone(), solver.probe.clone())
     _, passes, obj, best_probe = best

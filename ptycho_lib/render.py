@@ -85,9 +85,10 @@ def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> Non
     ax.legend(fontsize=8)
     columns = [("amplitude_ssim", "amp. SSIM"), ("phase_ssim", "phase SSIM"), ("amplitude_psnr", "amp. PSNR"),
                ("phase_psnr", "phase PSNR"), ("frc_resolution_cycles_per_pixel", "FRC res.\n(cyc/px)"),
-               ("stage_wall_s", "wall (s)")]
+               ("nll_per_photon", "NLL per\nphoton"), ("stage_wall_s", "wall (s)")]
     columns = [(k, label) for k, label in columns if all(k in row for row in table.values())]
-    cells = [[f"{row[k]:.3f}" if "ssim" in k or "frc" in k else f"{row[k]:.1f}" for k, _ in columns]
+    cells = [[f"{row[k]:.4f}" if "nll" in k else f"{row[k]:.3f}" if "ssim" in k or "frc" in k else f"{row[k]:.1f}"
+              for k, _ in columns]
              for row in table.values()]
     tab.axis("off")
     t = tab.table(cellText=cells, rowLabels=list(table), colLabels=[label for _, label in columns], loc="center")

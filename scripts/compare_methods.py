@@ -20,7 +20,9 @@ from ptycho_lib.io import atomic_path, write_json
 from ptycho_lib.provenance import record
 from ptycho_lib.render import plot_frc
 
-SCORES = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "frc_resolution_cycles_per_pixel")
+SCORES = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "frc_resolution_cycles_per_pixel",
+          "nll_per_photon")
+OPTIONAL = ("heldout_nll_per_photon",)  # the methods that hold patterns out
 
 
 def main(argv):
@@ -34,7 +36,7 @@ def main(argv):
     table, curves = {}, {}
     for i, path in enumerate(a.metrics):
         scores = json.loads(path.read_text())
-        row = {k: scores[k] for k in SCORES}
+        row = {k: scores[k] for k in SCORES} | {k: scores[k] for k in OPTIONAL if k in scores}
         if i < len(a.timings):
             with open(a.timings[i]) as f:
                 row["stage_wall_s"] = float(next(csv.DictReader(f, delimiter="\t"))["s"])

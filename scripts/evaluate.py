@@ -6,17 +6,26 @@
 Compares over the scanned region (bounding box of the positions) after removing the
 global phase offset, a linear phase ramp, a sub-pixel shift and the amplitude scale:
 amplitude and phase SSIM and PSNR, and the FRC curve with its 1/2-bit resolution.
+Beside them, figures that need no reference: `nll_per_photon`, the Poisson NLL of all
+the scan's patterns under the reconstruction's object and probe (the solvers fitted
+these patterns, so it flatters them at low dose), and for refined reconstructions
+`heldout_nll_per_photon`, that of the patterns held out while the refinement was chosen.
 """
 
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from ptycho_lib.cli import run
 from ptycho_lib.geometry import scanned_region
 from ptycho_lib.io import InputError, read_npz, write_json
+from ptycho_lib.iterative import pattern_nll
 from ptycho_lib.metrics import compare
+from ptycho_lib.physics import scale_probe
 from ptycho_lib.provenance import record
 from ptycho_lib.reconstruction import Reconstruction
+from ptycho_lib.scan import scan_from
 
 
 def main(argv):
@@ -34,8 +43,13 @@ def main(argv):
     region = scanned_region(ref["xcoords"], ref["ycoords"])
     scores = compare(obj, ref["objectGuess"], region)
     scores["region"] = {"rows": [region[0].start, region[0].stop], "cols": [region[1].start, region[1].stop]}
-    if "heldout_nll" in rec.extra:  # the refinement's own, ground-truth-free figure
-        scores["heldout_nll_per_photon"] = float(rec.extra["heldout_nll"][:, 1].min())
+    scan = scan_from(ref)
+    probe = rec.extra.get("probe")  # a refined probe, else the scan's
+    if probe is None:
+        probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+    scores["nll_per_photon"] = pattern_nll(rec.object, probe, scan.amplitude, rec.y, rec.x)
+    if "heldout_nll" in rec.extra:  # the refinement's own figure: patterns it was not fitted to
+        scores["heldout_nll_per_photon"] = float(rec.extra["heldout_nll"][:, 2].min())
     write_json(a.metrics, scores)
     record(a.metrics, "evaluate", {"recon": a.recon, "reference": a.reference})
     print(" ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))

@@ -1,4 +1,4 @@
-"""solve: iterative reconstruction (batched ePIE/rPIE) with the known probe.
+"""solve: iterative reconstruction (batched ePIE/rPIE) with the file's probe, refined when asked.
 
     python -m scripts.solve baseline --test-data results/canonical/fly001.npz
         --output results/baseline/fly001.npz [flags]
@@ -13,7 +13,8 @@ and the state where those held-out patterns' Poisson NLL is lowest is kept and g
 last pass over all patterns (`heldout_nll` in the output holds the (passes, pull, NLL)
 curve; --holdout-fraction 0 runs --refine-iterations plain passes). The output
 is a reconstruction file like infer's (ptycho_lib.reconstruction), with the canvas
-origin, the scan's geometry and the solver's `fourier_error` per pass. Every flag is
+origin, the scan's geometry, the solver's `fourier_error` per pass and, with
+--probe-refinement, the refined `probe`. Every flag is
 a `solver` setting of config/config.yaml (docs/cli.md).
 """
 
@@ -73,6 +74,8 @@ def main(argv):
         solver = Solver(scan.amplitude, probe, y, x, start, solver_cfg)
         solver.run(passes)
     obj = solver.obj.numpy()
+    if solver_cfg.probe_refinement:
+        extra["probe"] = solver.probe.numpy()  # on the photon scale, as the solver used it
     seconds = time.perf_counter() - t0
     used = {f.name: getattr(solver_cfg, f.name) for f in config.fields("solver", a.method)}
     provenance = {"data": a.test_data.name, "data_sha256": sha256_file(a.test_data), "solver": used,

@@ -128,3 +128,32 @@ def test_the_data_driven_refinement_lands_near_the_best_choice_in_hindsight(npho
     assert chosen >= max(path) - 0.01, (chosen, path, curve)
     assert max(path) > min(path) + 0.05, path  # the choice mattered: the path has better and worse states
     assert (solver.passes <= 4) if nphotons < 1e4 else (solver.passes >= 20), curve
+
+
+def _probe_error(probe, truth):
+    """Relative distance after the best complex scale (the object can absorb the rest)."""
+    c = np.vdot(probe, truth) / np.vdot(probe, probe)
+    return float(np.linalg.norm(c * probe - truth) / np.linalg.norm(truth))
+
+
+def test_probe_refinement_recovers_a_blurred_probe(exact):
+    """Given a blurred probe (an approximate one, as a beamline often has), the solver
+    with probe refinement moves it toward the true probe and recovers the object as
+    with the true probe; without refinement the object is lost."""
+    sim, probe = exact
+    fy, fx = np.fft.fftfreq(probe.shape[0])[:, None], np.fft.fftfreq(probe.shape[1])[None, :]
+    guess = scale_probe(np.fft.ifft2(np.fft.fft2(probe) * np.exp(-2 * (np.pi * 1.5) ** 2 * (fy**2 + fx**2))),
+                        sim.nphotons)
+    region = scanned_region(sim.x, sim.y)
+
+    def solve(p, refine_probe):
+        s = Solver(sim.amplitude, p, sim.y, sim.x, np.ones(sim.obj.shape),
+                   SolverConfig(iterations=60, batch_size=8, probe_refinement=refine_probe))
+        return compare(s.run(), sim.obj, region)["phase_ssim"], s.probe.numpy()
+
+    known, _ = solve(probe, False)
+    fixed, _ = solve(guess, False)
+    refined, found = solve(guess, True)
+    assert _probe_error(found, probe) < 0.25 * _probe_error(guess, probe), (_probe_error(found, probe),
+                                                                           _probe_error(guess, probe))
+    assert refined > known - 0.02 and fixed < known - 0.2, (known, fixed, refined)

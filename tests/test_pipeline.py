@@ -73,12 +73,16 @@ def test_methods_are_scored_side_by_side_against_the_reference(workdir):
     assert set(table) == {"recon", "baseline", "refined"}
     for row in table.values():
         assert set(row) >= {"amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr",
-                            "frc_resolution_cycles_per_pixel", "stage_wall_s"}
+                            "frc_resolution_cycles_per_pixel", "nll_per_photon", "stage_wall_s"}
         assert row["stage_wall_s"] > 0
     # 40 ePIE passes on a well-sampled, high-dose scan recover the phase; two epochs of
     # training do not, and refining their result recovers it too
     assert table["baseline"]["phase_ssim"] > 0.6
     assert table["refined"]["phase_ssim"] > table["recon"]["phase_ssim"]
+    # with no reference needed, the patterns rank the methods the same way
+    assert table["baseline"]["nll_per_photon"] < table["recon"]["nll_per_photon"]
+    assert table["refined"]["nll_per_photon"] < table["recon"]["nll_per_photon"]
+    assert 0 < table["refined"]["heldout_nll_per_photon"] and "heldout_nll_per_photon" not in table["baseline"]
     per_stage = json.loads((workdir / "results/metrics/baseline/tiny.json").read_text())
     assert per_stage["phase_ssim"] == table["baseline"]["phase_ssim"] and len(per_stage["frc"]["frc"]) > 5
     assert (workdir / "results/metrics/tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
