@@ -48,7 +48,7 @@ from ptycho_lib.training import train
 
 
 def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iterations: int, refine_iterations: int,
-             work: Path) -> dict:
+             momentum: float, work: Path) -> dict:
     c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
     scan = scan_from(c)
     region = scanned_region(scan.x, scan.y)
@@ -66,17 +66,20 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     row["recon"] = {**_scores(pinn, scan, probe, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
     t = time.perf_counter()
-    base = Solver(scan.amplitude, probe, scan.y, scan.x, np.ones(scan.obj.shape), SolverConfig(iterations)).run()
+    flat = np.ones(scan.obj.shape)
+    base = Solver(scan.amplitude, probe, scan.y, scan.x, flat, SolverConfig(iterations, momentum=momentum)).run()
     row["baseline"] = {**_scores(base, scan, probe, region), "wall_s": time.perf_counter() - t}
 
     t = time.perf_counter()
     start = np.where(np.abs(pinn) > 0, pinn, 1)
-    ref = Solver(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(refine_iterations)).run()
+    ref = Solver(scan.amplitude, probe, scan.y, scan.x, start,
+                 SolverConfig(refine_iterations, momentum=momentum)).run()
     row["refined_fixed"] = {**_scores(ref, scan, probe, region), "wall_s": time.perf_counter() - t,
                             "passes": refine_iterations}
 
     t = time.perf_counter()
-    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(), refine_iterations)
+    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(momentum=momentum),
+                           refine_iterations)
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,
@@ -127,6 +130,8 @@ def main():
                    help="picks the network's exported epoch (train_loss: in effect the last)")
     p.add_argument("--iterations", type=int, default=SolverConfig.iterations, help="ePIE passes for the baseline")
     p.add_argument("--refine-iterations", type=int, default=SolverConfig.refine_iterations)
+    p.add_argument("--momentum", type=float, default=SolverConfig.momentum,
+                   help="the solvers' momentum on the smooth change (solver.momentum)")
     p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")
     a = p.parse_args()
     if len(a.gridsize) == 1:
@@ -144,7 +149,7 @@ def main():
             spec = ScanSpec(step=step, nphotons=dose, **size)
             with tempfile.TemporaryDirectory() as work:
                 result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, a.iterations, a.refine_iterations,
-                                  Path(work))
+                                  a.momentum, Path(work))
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .config import SolverConfig
-from .geometry import apply_ramps, shift_ramps, window_origins
+from .geometry import apply_ramps, lit, shift_ramps, window_origins
 from .physics import far_field, poisson_nll, predicted_counts
 
 
@@ -41,6 +41,7 @@ class Solver:
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[float] = []
         self.passes = 0
+        self.last, self.velocity = self.obj.clone(), None  # the object after the last pass; its momentum
         self.prior, self.views = None, None
         if prior is not None:  # pixels' probe views, the unit of the pull toward it
             self.prior = torch.from_numpy(prior.astype(np.complex64))
@@ -96,13 +97,35 @@ class Solver:
         pass on when asked. Returns the object (a view: later passes change it)."""
         for it in range(self.cfg.iterations if iterations is None else iterations):
             self.step(self.cfg.probe_refinement and self.passes >= 5)
+            if self.cfg.momentum:
+                self._accelerate()
             if pull > 0:
                 t = pull / self.views
                 self.obj.copy_((self.obj + t * self.prior) / (1 + t))
             self.passes += 1
+            self.last = self.obj.clone()
             if callback:
                 callback(it, self)
         return self.obj.numpy()
+
+    def _accelerate(self) -> None:
+        """Momentum on the smooth part of the object's change: the change of the last
+        pass, low-passed (a Gaussian of cfg.momentum_scale pixels), is added to a
+        velocity that decays by cfg.momentum per pass, and the object moves on by it.
+        ePIE's local updates fix fine detail within a few passes but carry large-scale
+        phase across the scan slowly; this speeds that up without amplifying the
+        noise in the fine detail (docs/benchmarks.md)."""
+        if self.velocity is None:
+            h, w = self.obj.shape
+            fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+            sigma = self.cfg.momentum_scale
+            self.smooth = torch.from_numpy(np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)).astype(np.float32))
+            cov = self.coverage()
+            self.lit_mask = torch.from_numpy(lit(cov).astype(np.float32))
+            self.velocity = torch.zeros_like(self.obj)
+        change = torch.fft.ifft2(torch.fft.fft2((self.obj - self.last) * self.lit_mask) * self.smooth)
+        self.velocity = self.cfg.momentum * self.velocity + change
+        self.obj += self.cfg.momentum * self.velocity * self.lit_mask
 
     def nll(self, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray) -> float:
         """pattern_nll of other patterns under the current object and probe: how well
