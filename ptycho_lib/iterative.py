@@ -41,7 +41,8 @@ class Solver:
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[float] = []
         self.passes = 0
-        self.last, self.velocity = self.obj.clone(), None  # the object after the last pass; its momentum
+        # with momentum: the object after the last pass, and its velocity
+        self.last, self.velocity = (self.obj.clone() if cfg.momentum else None), None
         self.prior, self.views = None, None
         if prior is not None:  # pixels' probe views, the unit of the pull toward it
             self.prior = torch.from_numpy(prior.astype(np.complex64))
@@ -102,8 +103,9 @@ class Solver:
             if pull > 0:
                 t = pull / self.views
                 self.obj.copy_((self.obj + t * self.prior) / (1 + t))
+            if self.cfg.momentum:
+                self.last = self.obj.clone()
             self.passes += 1
-            self.last = self.obj.clone()
             if callback:
                 callback(it, self)
         return self.obj.numpy()
@@ -136,8 +138,7 @@ class Solver:
 def pattern_nll(obj, probe, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray, chunk: int = 256) -> float:
     """Poisson negative log-likelihood per photon of patterns (amplitudes at canvas
     positions y, x) under an object and a probe (on the photon scale), relative to the
-    saturated model: 0 is a perfect fit, and Poisson noise alone leaves about 1/2 per
-    pixel with counts, divided by the photons."""
+    saturated model: 0 is a perfect fit; the noise keeps it above 0 for any object."""
     obj, probe = torch.as_tensor(obj, dtype=torch.complex64), torch.as_tensor(probe, dtype=torch.complex64)
     n = probe.shape[-1]
     index, ramp = _windows(y, x, n, obj.shape)
@@ -187,9 +188,9 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     plain passes), and the held-out patterns' Poisson NLL is measured before the first
     pass and every cfg.holdout_every passes, stopping after cfg.holdout_patience checks
     that did not lower the lowest value by more than the fraction cfg.holdout_tolerance
-    (the data have said what they can), or at `most` passes. The object (and probe) at the lowest
-    value wins: the start itself when no pass improved on it, else that state given one
-    more pass over all patterns with the pull it had. Returns the finished solver (its
+    (the data have said what they can), or at `most` passes. The object (and probe) at
+    the lowest value wins: the start itself when no pass improved on it, else that state
+    given one more pass over all patterns with the pull it had. Returns the finished solver (its
     `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
     nothing but the patterns and the start. on_check(solver) is called at each
     check (to watch the path)."""
