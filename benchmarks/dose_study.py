@@ -73,7 +73,7 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     t = time.perf_counter()
     start = np.where(np.abs(pinn) > 0, pinn, 1)
     ref = Solver(scan.amplitude, probe, scan.y, scan.x, start,
-                 SolverConfig(refine_iterations, momentum=momentum)).run()
+                 SolverConfig(iterations=refine_iterations, momentum=momentum)).run()
     row["refined_fixed"] = {**_scores(ref, scan, probe, region), "wall_s": time.perf_counter() - t,
                             "passes": refine_iterations}
 

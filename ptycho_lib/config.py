@@ -167,8 +167,8 @@ class SolverConfig:
                        min=0.0, nargs="+", only=("refined",))
     holdout_every: int = opt(3, "refinement: passes between two measurements of the held-out NLL (and per pull)",
                              min=1, only=("refined",))
-    holdout_patience: int = opt(3, "refinement: stop the choice after this many measurements without a lower "
-                                "held-out NLL", min=1, only=("refined",))
+    holdout_patience: int = opt(3, "refinement: stop the choice after this many measurements that do not lower "
+                                "the held-out NLL (by more than holdout_tolerance)", min=1, only=("refined",))
     holdout_tolerance: float = opt(0.01, "refinement: a measurement counts as lower only when it lowers the "
                                    "held-out NLL by more than this fraction", min=0.0, max=0.5, only=("refined",))
     momentum: float = opt(0.0, "decay per pass of the momentum on the object's smooth change (0 = none; 0.9 "
@@ -240,8 +240,9 @@ def _check(f, value, source):
     if value is None and f.default is None:
         return None
     if md["nargs"]:
-        count = "one or more" if md["nargs"] == "+" else md["nargs"]
-        if not isinstance(value, (list, tuple)) or not value or (count != "one or more" and len(value) != count):
+        any_length = md["nargs"] == "+"
+        if not isinstance(value, (list, tuple)) or not value or (not any_length and len(value) != md["nargs"]):
+            count = "one or more" if any_length else md["nargs"]
             raise ValueError(f"{source} must be a list of {count} numbers, got {value!r}")
         return [_check_one(f, v, source) for v in value]
     return _check_one(f, value, source)
