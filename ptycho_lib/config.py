@@ -74,6 +74,9 @@ class DatasetConfig:
     pattern_size: int | None = opt(None, "crop the patterns to N x N around the beam centre; null = the probe's "
                                    "size (without a probe: the largest multiple of 16 that fits)", type=int, min=16,
                                    multiple_of=16, only=("convert",))
+    adapt_epochs: int = opt(0, "fine-tune the dataset's model on this scan for this many epochs (the training "
+                            "loss, from the model's weights) and reconstruct with the result "
+                            "(results/adapt/NAME/); 0 = the model as it is", min=0, only=())
 
 
 @dataclass

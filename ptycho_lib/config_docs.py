@@ -82,7 +82,11 @@ def schema() -> dict:
             "models": {"description": "models with settings of their own, by name", "type": "object",
                        "propertyNames": {"$ref": "#/$defs/name"},
                        "additionalProperties": {"type": "object", "additionalProperties": False, "properties": {
-                           "train_data": {"type": "string", "description": "dataset the model is trained on"}}},
+                           "train_data": {"anyOf": [{"type": "string"},
+                                                    {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                                          "description": "dataset, or list of datasets, the model is trained on"},
+                           "simulated_scans": {**_property(next(f for f in config.fields("data") if f.name == "simulated_scans"), False),
+                                               "description": "this model's data.simulated_scans"}}},
                        "default": {}},
             **sections,
             "resources": {"type": "object", "properties": {

@@ -55,11 +55,14 @@ def make_groups(pos: np.ndarray, gridsize: int, neighbours: int, n_groups: int, 
 
 class GroupDataset(Dataset):
     """Items: (network inputs (C, K, N, N), counts (C, N, N), offsets (C, 2) from the
-    group centre in pixels). The inputs of every pattern are made once, by `prepare`
-    (the network's `inputs`, given the scaled amplitudes), before training starts."""
+    group centre in pixels, `scan_index`: which of the training scans the group is
+    from, so the loss uses that scan's probe and dose). The inputs of every pattern
+    are made once, by `prepare` (the network's `inputs`, given the scaled amplitudes),
+    before training starts."""
 
     def __init__(self, scan: Scan, indices: np.ndarray, groups: np.ndarray, scale: float, prepare,
-                 chunk: int = 256):
+                 scan_index: int = 0, chunk: int = 256):
+        self.scan_index = scan_index
         amp = torch.from_numpy(np.ascontiguousarray(scan.amplitude[indices]))
         self.counts = amp.square()
         self.pos = torch.from_numpy(scan.positions[indices])
@@ -73,7 +76,7 @@ class GroupDataset(Dataset):
     def __getitem__(self, i):
         g = self.groups[i]
         pos = self.pos[g]
-        return self.inputs[g], self.counts[g], (pos - pos.mean(0)).float()
+        return self.inputs[g], self.counts[g], (pos - pos.mean(0)).float(), self.scan_index
 
 
 class ScansDataset(ConcatDataset):

@@ -69,8 +69,8 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     """Make the C patches of each group agree on the object they share.
 
     patches (B, C, N, N) complex, offsets (B, C, 2) = each member's position minus the
-    group centre (pixels), weight (N, N) real >= 0 (|P|^2). Each member's window
-    becomes the weighted average of every member's view of it: sum_j w O_j moved by
+    group centre (pixels), weight (N, N), or (B, 1, N, N) per group, real >= 0
+    (|P|^2, largest value 1). Each member's window becomes the weighted average of every member's view of it: sum_j w O_j moved by
     d_j - d_i, over sum_j w moved the same way. The moves are exact Fourier shifts
     (a bilinear one blurs by an amount that depends on each group's sub-pixel offsets,
     which the network cannot know; docs/benchmarks.md). The sum

@@ -73,11 +73,13 @@ def _array_digest(*arrays) -> str:
     return h.hexdigest()
 
 
-def fingerprint(scans, configs, accelerator: str) -> dict:
+def fingerprint(scans, configs, accelerator: str, init: dict | None = None) -> dict:
     """What a checkpoint must share with this run to be resumed: the arrays of every
-    scan used (training and validation), every setting, the device kind, the version."""
+    scan used (training and validation), every setting, the weights started from
+    (`init`, when adapting a model), the device kind, the version."""
     return {
         "data": [_array_digest(s.amplitude, s.probe, s.x, s.y, np.float64(s.nphotons)) for s in scans if s],
+        "init": _array_digest(*(init[k].numpy() for k in sorted(init))) if init else None,
         "config": {type(c).__name__: asdict(c) for c in configs},
         "accelerator": accelerator,
         "library_version": __version__,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -22,39 +23,47 @@ from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resum
 from .scan import Scan
 
 
-def build_datasets(scan: Scan, val_scan: Scan | None, data: DataConfig, seed: int, scale: float, prepare):
-    """Training and validation GroupDatasets (inputs made by `prepare`); validation is
-    a second scan when given, else a held-out band of rows of the training scan. The
-    training set adds data.simulated_scans scans of random objects made like `scan`
+def build_datasets(scans: list[Scan], val_scan: Scan | None, data: DataConfig, seed: int, scales: list[float],
+                   prepare):
+    """Training and validation sets (network inputs made by `prepare`) of one or more
+    scans: each scan's groups apart (a group never mixes scans), its patterns scaled by
+    its own input scale in `scales` (as inference scales each scan) and its items tagged with its
+    index in `scans` (the probe and dose of the loss). Validation is `val_scan` when
+    given, else a held-out band of rows of every training scan. The training set adds
+    data.simulated_scans scans of random objects made like the scans in turn
     (simulate_like, seeded from `seed`); validation stays on measured data."""
-    if val_scan is None:
-        tr, va = split_rows(scan.y, data.val_fraction)
-        val_scan = scan
-    else:
-        tr, va = split_rows(scan.y, 0.0)[0], split_rows(val_scan.y, 0.0)[0]
-    train_groups = make_groups(scan.positions[tr], data.gridsize, data.neighbours, data.n_groups, seed)
-    train_sets = [GroupDataset(scan, tr, train_groups, scale, prepare)]
-    for k in range(data.simulated_scans):
-        sim = simulate_like(scan, seed=1000 * (seed + 1) + k)
-        groups = make_groups(sim.positions, data.gridsize, data.neighbours, data.n_groups, seed + 2 + k)
-        train_sets.append(GroupDataset(sim, np.arange(len(sim.x)), groups, scale, prepare))
-    sets = [ScansDataset(train_sets)]
-    if len(va) >= data.gridsize**2:
-        val_groups = make_groups(val_scan.positions[va], data.gridsize, data.neighbours, 0, seed + 1)
-        sets.append(GroupDataset(val_scan, va, val_groups, scale, prepare))
-    else:
-        sets.append(None)
-    return sets[0], sets[1]
+    train_sets, val_sets = [], []
+    for k, scan in enumerate(scans):
+        scale = scales[k]
+        tr, va = split_rows(scan.y, 0.0 if val_scan else data.val_fraction)
+        groups = make_groups(scan.positions[tr], data.gridsize, data.neighbours, data.n_groups, seed + 3 * k)
+        train_sets.append(GroupDataset(scan, tr, groups, scale, prepare, k))
+        if val_scan is None and len(va) >= data.gridsize**2:
+            groups = make_groups(scan.positions[va], data.gridsize, data.neighbours, 0, seed + 3 * k + 1)
+            val_sets.append(GroupDataset(scan, va, groups, scale, prepare, k))
+    for j in range(data.simulated_scans):
+        k = j % len(scans)
+        sim = simulate_like(scans[k], seed=1000 * (seed + 1) + j)
+        groups = make_groups(sim.positions, data.gridsize, data.neighbours, data.n_groups, seed + 2 + j)
+        train_sets.append(GroupDataset(sim, np.arange(len(sim.x)), groups, scales[k], prepare, k))
+    if val_scan is not None:
+        va = split_rows(val_scan.y, 0.0)[0]
+        groups = make_groups(val_scan.positions[va], data.gridsize, data.neighbours, 0, seed + 1)
+        val_sets.append(GroupDataset(val_scan, va, groups, input_scale(val_scan.amplitude), prepare, 0))
+    return ScansDataset(train_sets), ScansDataset(val_sets) if val_sets else None
 
 
 class PreciseBatchNorm(Callback):
     """Recomputes the batch-norm statistics once an epoch, with that epoch's final weights,
-    over every training pattern, before validation and checkpointing. The running
-    averages kept while the weights change lag behind them, and inference uses those
-    statistics (what that costs: docs/benchmarks.md)."""
+    over `sample` training patterns spread evenly through them, before validation and
+    checkpointing. The running averages kept while the weights change lag behind them,
+    and inference uses those statistics (what that costs: docs/benchmarks.md). A few
+    hundred patterns give each channel's mean and variance from ~10^5 pixels; all of a
+    scan's would make the refresh a tenth of the epoch."""
 
-    def __init__(self, patterns: torch.Tensor, batch_size: int):
-        self.patterns, self.batch_size, self.epoch = patterns, batch_size, None
+    def __init__(self, patterns: torch.Tensor, batch_size: int, sample: int = 256):
+        picks = torch.linspace(0, len(patterns) - 1, min(sample, len(patterns))).round().long()
+        self.patterns, self.batch_size, self.epoch = patterns[picks], batch_size, None
 
     def refresh(self, trainer, module) -> None:
         if self.epoch == trainer.current_epoch:
@@ -103,28 +112,37 @@ def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConf
     return train_loader, val_loader
 
 
-def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: ModelConfig,
+def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: DataConfig, model: ModelConfig,
           train_cfg: TrainConfig, execution: ExecConfig, data_sha256: str = "",
-          callbacks: tuple[Callback, ...] = ()) -> Path | None:
-    """Fit the PINN. Writes into out_dir: last.ckpt (final epoch), best.ckpt (best by
-    the monitor, with a `selection` record), checkpoints/ (the top k), metrics.csv and
-    logs/ (the --logger output). Returns best.ckpt; None in the extra DDP processes.
-    `callbacks` are added to the Trainer's (a benchmark scores the network each epoch)."""
+          callbacks: tuple[Callback, ...] = (), init: dict[str, torch.Tensor] | None = None) -> Path | None:
+    """Fit the PINN on one scan or several (scans of one instrument setting: one pattern
+    size; their probes and doses may differ). Writes into out_dir: last.ckpt (final
+    epoch), best.ckpt (best by the monitor, with a `selection` record), checkpoints/
+    (the top k), metrics.csv and logs/ (the --logger output). Returns best.ckpt; None
+    in the extra DDP processes. `callbacks` are added to the Trainer's (a benchmark
+    scores the network each epoch). `init`: a network's state_dict to start from
+    instead of a fresh network (adaptation of a reused model to a new scan; `model`
+    must describe that network's architecture)."""
     out_dir = Path(out_dir)
+    scans = [scans] if isinstance(scans, Scan) else list(scans)
+    if len({s.n for s in scans}) > 1:
+        raise ValueError(f"the training scans have different pattern sizes {sorted({s.n for s in scans})}")
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     accelerator = runtime.pick_accelerator(execution.accelerator, execution.devices)
     torch.set_num_threads(runtime.torch_threads(execution, execution.devices if accelerator == "cpu" else 1))
-    scale = input_scale(scan.amplitude)
-    probe = torch.from_numpy(scale_probe(scan.probe.astype("complex128"), scan.nphotons))
-    module = PINN(probe, scan.nphotons, scale, model, data.gridsize, train_cfg.learning_rate, schedule(train_cfg),
+    probes = [torch.from_numpy(scale_probe(s.probe.astype("complex128"), s.nphotons)) for s in scans]
+    scales = [input_scale(s.amplitude) for s in scans]
+    module = PINN(torch.stack(probes) if len(scans) > 1 else probes[0], [s.nphotons for s in scans], scales[0], model, data.gridsize, train_cfg.learning_rate, schedule(train_cfg),
                   data_sha256, runtime.use_bf16(train_cfg.precision, accelerator))
-    train_set, val_set = build_datasets(scan, val_scan, data, train_cfg.seed, scale, module.net.inputs)
+    if init is not None:
+        start_from(module, init)
+    train_set, val_set = build_datasets(scans, val_scan, data, train_cfg.seed, scales, module.net.inputs)
     if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
         raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "
                          "--test_data_file, or monitor train_loss")
-    logging.getLogger(__name__).info("training on %s x%d: %d groups of %d, validation %s",
+    logging.getLogger(__name__).info("training on %s x%d: %d groups of %d from %d scans, validation %s",
                                      accelerator, execution.devices, len(train_set), data.gridsize**2,
-                                     len(val_set) if val_set else "none")
+                                     len(train_set.datasets), len(val_set) if val_set else "none")
     train_loader, val_loader = make_loaders(train_set, val_set, train_cfg, execution)
     # write to a scratch directory; only a finished run's files reach out_dir. A run
     # killed earlier with the same data and settings resumes from its last checkpoint
@@ -134,7 +152,7 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
     if is_launcher_child():
         ckpt_path = work / "last.ckpt" if (work / "last.ckpt").is_file() else None
     else:
-        ckpt_path = resume_point(work, fingerprint([scan, val_scan], [data, model, train_cfg], accelerator))
+        ckpt_path = resume_point(work, fingerprint([*scans, val_scan], [data, model, train_cfg], accelerator, init))
     trainer = L.Trainer(
         max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,
         strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
@@ -156,6 +174,13 @@ def train(scan: Scan, val_scan: Scan | None, out_dir, data: DataConfig, model: M
     _mark_best(runtime.best_checkpoint(trainer), work)
     finish(work, out_dir, ("last.ckpt", "best.ckpt", "metrics.csv", "checkpoints", "logs"))
     return out_dir / "best.ckpt"
+
+
+def start_from(module: PINN, state: dict[str, torch.Tensor]) -> None:
+    """Load a network's weights into `module`, keeping the module's own probe (the
+    estimate input's, on the scan's input scale): the model reused, the new scan's
+    probe."""
+    module.net.load_state_dict({**state, **({"probe": module.net.probe} if "probe" in state else {})})
 
 
 def _mark_best(cb: ModelCheckpoint, work: Path) -> None:

@@ -1,7 +1,15 @@
-"""train: fit the physics-informed network on a canonical scan.
+"""train: fit the physics-informed network on one canonical scan or several.
 
     python -m scripts.train --train-data-file results/canonical/fly001.npz \
         --output-dir results/train/fly001 [--config config/config.yaml] [flags]
+    python -m scripts.train --train-data-file A.npz B.npz ...            # one model, several scans
+    python -m scripts.train --init-model results/models/fly001/wts.h5.zip \
+        --train-data-file results/canonical/fly002.npz --max-epochs 3 ...   # adapt a reused model
+
+Several scans (one instrument setting: one pattern size) train one model; each group
+of patterns comes from one scan and each scan keeps its own probe and dose in the loss.
+--init-model starts from a bundle's weights (its architecture overrides the model
+settings) instead of a fresh network: the adaptation of a reused model to a new scan.
 
 Writes into --output-dir: best.ckpt (the best epoch by --checkpoint-monitor, what
 export reads), last.ckpt (the final epoch), checkpoints/ (the --checkpoint-save-top-k
@@ -12,19 +20,26 @@ N - 1 further processes. Every flag: docs/cli.md.
 """
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ptycho_lib import cli, config
+from ptycho_lib.bundle import load_network
 from ptycho_lib.io import sha256_file
 from ptycho_lib.provenance import record
 from ptycho_lib.scan import load_scan
 from ptycho_lib.training import train
 
+# the model settings a bundle's architecture fixes
+ARCHITECTURE_KEYS = ("width", "norm", "input_transform", "estimate_iterations", "skips")
+
+
 def parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__, program="train")
-    config.add_flag(p, "--train-data-file", "--train_data_file", type=Path, required=True,
-                    help="canonical NPZ to train on")
+    config.add_flag(p, "--train-data-file", "--train_data_file", type=Path, required=True, nargs="+",
+                    help="canonical NPZ(s) to train on")
+    config.add_flag(p, "--init-model", type=Path, default=None,
+                    help="model bundle whose weights training starts from (adaptation); default: a fresh network")
     config.add_flag(p, "--test-data-file", "--test_data_file", type=Path, default=None,
                     help="canonical NPZ used for validation (default: a held-out band of the training scan)")
     config.add_flag(p, "--output-dir", "--output_dir", type=Path, required=True,
@@ -34,12 +49,20 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv):
     a, cfg = cli.parse(parser(), argv)
-    scan = load_scan(a.train_data_file)
+    scans = [load_scan(path) for path in a.train_data_file]
     val = load_scan(a.test_data_file) if a.test_data_file else None
-    ckpt = train(scan, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
-                 data_sha256=sha256_file(a.train_data_file))
+    init = None
+    if a.init_model:
+        net, _ = load_network(a.init_model, n=scans[0].n, gridsize=cfg["data"].gridsize)
+        init = net.state_dict()
+        cfg["model"] = replace(cfg["model"], **{k: getattr(net, k) for k in ARCHITECTURE_KEYS})
+    ckpt = train(scans, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
+                 data_sha256=sha256_file(a.train_data_file[0]), init=init)
     if ckpt is not None:  # DDP's extra processes write nothing
-        inputs = {"train_data": a.train_data_file, **({"test_data": a.test_data_file} if a.test_data_file else {})}
+        inputs = {"train_data" + (f"_{i + 1}" if i else ""): path for i, path in enumerate(a.train_data_file)}
+        inputs = {**inputs,
+                  **({"test_data": a.test_data_file} if a.test_data_file else {}),
+                  **({"init_model": a.init_model} if a.init_model else {})}
         for written in (ckpt, ckpt.with_name("last.ckpt")):
             record(written, "train", inputs, {k: asdict(v) for k, v in cfg.items()})
     return ckpt

@@ -89,8 +89,53 @@ def model_of(dataset):
 
 
 def training_data(model):
-    """The dataset a model is trained on (default: the dataset of the same name)."""
-    return (config["models"].get(model) or {}).get("train_data") or model
+    """The datasets a model is trained on (default: the dataset of the same name)."""
+    data = (config["models"].get(model) or {}).get("train_data") or model
+    return [data] if isinstance(data, str) else list(data)
+
+
+def train_flags(data=None, train=None):
+    """The flags of train from the config's sections, some data and train settings
+    replaced by `data` and `train` (a model's own, an adaptation's)."""
+    return " ".join(
+        filter(
+            None,
+            (
+                cli_flags("data", {**config["data"], **(data or {})}, "train"),
+                cli_flags("model", config["model"], "train"),
+                cli_flags("train", {**config["train"], **(train or {})}, "train"),
+                cli_flags("execution", config["execution"], "train"),
+            ),
+        )
+    )
+
+
+def model_settings(model):
+    """A model's own data settings (under `models:`), e.g. its simulated_scans."""
+    return {
+        k: v
+        for k, v in (config["models"].get(model) or {}).items()
+        if k != "train_data"
+    }
+
+
+def adapts(dataset):
+    """Whether the dataset's model is fine-tuned on the dataset before reconstructing."""
+    return dataset_settings(dataset)["adapt_epochs"] > 0
+
+
+def bundle_of(dataset):
+    """The model bundle that reconstructs a dataset: the adapted one, else the model's."""
+    if adapts(dataset):
+        return f"results/adapt/{dataset}/wts.h5.zip"
+    return f"results/models/{model_of(dataset)}/wts.h5.zip"
+
+
+def metrics_of(dataset):
+    """The training metrics (metrics.csv) of the bundle that reconstructs a dataset."""
+    if adapts(dataset):
+        return f"results/adapt/{dataset}/metrics.csv"
+    return f"results/train/{model_of(dataset)}/metrics.csv"
 
 
 def sources(script):
@@ -132,7 +177,12 @@ def gpu_count(accelerator, devices=1):
 
 def method_title(method, dataset):
     return {
-        "recon": f"network (model {model_of(dataset)})",
+        "recon": f"network (model {model_of(dataset)}"
+        + (
+            f", adapted {dataset_settings(dataset)['adapt_epochs']} epochs)"
+            if adapts(dataset)
+            else ")"
+        ),
         "baseline": f"ePIE baseline ({config['solver']['iterations']} passes)",
         "refined": (
             "network refined by ePIE, passes chosen by held-out patterns"

@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        data=lambda wc: f"results/canonical/{training_data(wc.model)}.npz",
+        data=lambda wc: [f"results/canonical/{d}.npz" for d in training_data(wc.model)],
         sources=sources("scripts/train.py"),
     output:
         best="results/train/{model}/best.ckpt",
@@ -31,10 +31,54 @@ rule train:
         runtime=config["resources"]["train"]["runtime"],
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
-        flags=flags("train", "data", "model", "train", "execution"),
+        flags=lambda wc: train_flags(data=model_settings(wc.model)),
     shell:
         "python -m scripts.train --train-data-file {input.data} --output-dir {params.outdir}"
         " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
+
+
+rule adapt:
+    input:
+        bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
+        data="results/canonical/{dataset}.npz",
+        sources=sources("scripts/train.py") + sources("scripts/export.py"),
+    output:
+        bundle="results/adapt/{dataset}/wts.h5.zip",
+        best="results/adapt/{dataset}/best.ckpt",
+        last="results/adapt/{dataset}/last.ckpt",
+        metrics=report(
+            "results/adapt/{dataset}/metrics.csv",
+            caption="../report/adapt.rst",
+            category="Training",
+            labels={"model": "{dataset} (adapted)", "file": "metrics.csv"},
+        ),
+        checkpoints=directory("results/adapt/{dataset}/checkpoints"),
+    log:
+        "logs/adapt/{dataset}.log",
+    benchmark:
+        "logs/timings/adapt/{dataset}.tsv"
+    conda:
+        "../envs/ptycho.yaml"
+    threads: config["execution"]["threads"]
+    resources:
+        accelerator=config["execution"]["accelerator"],
+        gpu=gpu_count(
+            config["execution"]["accelerator"], config["execution"]["devices"]
+        ),
+        mem_mb=config["resources"]["train"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+    params:
+        outdir=lambda wc, output: os.path.dirname(output.best),
+        # the reused model's own scan only, for adapt_epochs epochs
+        flags=lambda wc: train_flags(
+            data={"simulated_scans": 0},
+            train={"max_epochs": dataset_settings(wc.dataset)["adapt_epochs"]},
+        ),
+    shell:
+        "(python -m scripts.train --init-model {input.bundle} --train-data-file {input.data}"
+        " --output-dir {params.outdir} {params.flags}"
+        " --accelerator {resources.accelerator} --threads {threads} --quiet"
+        " && python -m scripts.export {output.best} {output.bundle}) 2> {log}"
 
 
 rule export:

@@ -3,7 +3,7 @@
 
 rule recon:
     input:
-        bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
+        bundle=lambda wc: bundle_of(wc.dataset),
         data="results/canonical/{dataset}.npz",
         sources=sources("scripts/infer.py"),
     output:
@@ -57,7 +57,7 @@ rule product:
     input:
         recon="results/recon/{dataset}.npz",
         data="results/canonical/{dataset}.npz",
-        metrics=lambda wc: f"results/train/{model_of(wc.dataset)}/metrics.csv",
+        metrics=lambda wc: metrics_of(wc.dataset),
         sources=sources("scripts/product.py"),
     output:
         "results/recon/{dataset}.h5",
