@@ -27,14 +27,13 @@ def build_datasets(scans: list[Scan], val_scan: Scan | None, data: DataConfig, s
                    prepare):
     """Training and validation sets (network inputs made by `prepare`) of one or more
     scans: each scan's groups apart (a group never mixes scans), its patterns scaled by
-    its own input scale in `scales` (as inference scales each scan) and its items tagged with its
-    index in `scans` (the probe and dose of the loss). Validation is `val_scan` when
+    its own input scale in `scales` (as inference scales each scan) and its items
+    tagged with its index in `scans` (the probe and dose of the loss). Validation is `val_scan` when
     given, else a held-out band of rows of every training scan. The training set adds
     data.simulated_scans scans of random objects made like the scans in turn
     (simulate_like, seeded from `seed`); validation stays on measured data."""
     train_sets, val_sets = [], []
-    for k, scan in enumerate(scans):
-        scale = scales[k]
+    for k, (scan, scale) in enumerate(zip(scans, scales)):
         tr, va = split_rows(scan.y, 0.0 if val_scan else data.val_fraction)
         groups = make_groups(scan.positions[tr], data.gridsize, data.neighbours, data.n_groups, seed + 3 * k)
         train_sets.append(GroupDataset(scan, tr, groups, scale, prepare, k))
@@ -132,8 +131,9 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
     torch.set_num_threads(runtime.torch_threads(execution, execution.devices if accelerator == "cpu" else 1))
     probes = [torch.from_numpy(scale_probe(s.probe.astype("complex128"), s.nphotons)) for s in scans]
     scales = [input_scale(s.amplitude) for s in scans]
-    module = PINN(torch.stack(probes) if len(scans) > 1 else probes[0], [s.nphotons for s in scans], scales[0], model, data.gridsize, train_cfg.learning_rate, schedule(train_cfg),
-                  data_sha256, runtime.use_bf16(train_cfg.precision, accelerator))
+    module = PINN(torch.stack(probes) if len(scans) > 1 else probes[0], [s.nphotons for s in scans], scales[0],
+                  model, data.gridsize, train_cfg.learning_rate, schedule(train_cfg), data_sha256,
+                  runtime.use_bf16(train_cfg.precision, accelerator))
     if init is not None:
         start_from(module, init)
     train_set, val_set = build_datasets(scans, val_scan, data, train_cfg.seed, scales, module.net.inputs)
