@@ -319,3 +319,21 @@ def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):
         assert f.attrs["pixel_size_known"] == 0 and f["object"].attrs["pixel_width_m"] == 1.0
         assert "unknown" in f.attrs["comments"] and f["loss_values"].shape == (0,)
         np.testing.assert_allclose(f["probe_position_x_m"][()], canonical["xcoords"])
+
+
+def test_a_converted_scan_with_as_many_patterns_as_pixels_needs_no_layout(tmp_path):
+    """convert always writes (M, N, N); validate and transpose read it so even when M = N,
+    where the stack order of a user's own NPZ would be ambiguous."""
+    from dataclasses import replace
+    from conftest import TINY
+    from helpers import copy_repo, snakemake
+    from ptycho_lib.simulate import simulate
+
+    raw = simulate(replace(TINY, rows=4, cols=8))  # 32 patterns of 32 x 32
+    work = copy_repo(tmp_path)
+    write_cxi(work / "resources/square.cxi", raw, flip_x=False)
+    snakemake(work, "results/canonical/square.npz", "--cores", "1")
+    with np.load(work / "results/imported/square.npz") as imported, \
+            np.load(work / "results/canonical/square.npz") as canonical:
+        check_round_trip(imported, raw)  # the patterns in their order, stacked first
+        np.testing.assert_array_equal(canonical["diffraction"], imported["diffraction"])

@@ -71,10 +71,11 @@ def contract_input(dataset):
 
 def dataset_flags(dataset, program):
     """The dataset's settings as flags of convert, validate or transpose. After
-    convert, the NPZ holds amplitudes and the user's file has been checked."""
+    convert, the NPZ holds amplitudes stacked first, (M, N, N), and the user's file
+    has been checked."""
     values = dataset_settings(dataset)
     if program != "convert" and imported(dataset):
-        values = {**values, "measurement": "amplitude", "sha256": ""}
+        values = {**values, "measurement": "amplitude", "sha256": "", "layout": "stack_first"}
     return cli_flags("dataset", values, program)
 
 
