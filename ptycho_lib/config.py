@@ -344,6 +344,46 @@ def is_launcher_child() -> bool:
     return False
 
 
+def typed_overrides(config: dict) -> dict:
+    """`config` (the workflow's) with text turned into the declared type of its setting
+    where the text reads as one: `snakemake --config train='{max_epochs: 40}'` hands
+    nested values over as strings ('40', 'true', ['4', '1']). Undeclared keys and text
+    that does not read as the declared type pass unchanged, for the schema to refuse."""
+
+    def typed(f, value):
+        md = f.metadata
+        if md["nargs"] and isinstance(value, list):
+            return [typed_one(md["type"], v) for v in value]
+        if value in ("null", "None", "~") and f.default is None:
+            return None
+        return typed_one(md["type"], value)
+
+    def typed_one(kind, value):
+        if not isinstance(value, str) or kind is str:
+            return value
+        if kind is bool:
+            return {"true": True, "false": False}.get(value.lower(), value)
+        try:
+            return kind(value) if kind in (int, float) else value
+        except ValueError:
+            return value
+
+    def section(name, values):
+        if not isinstance(values, dict):
+            return values
+        declared = {f.name: f for f in fields(name)}
+        return {k: typed(declared[k], v) if k in declared else v for k, v in values.items()}
+
+    out = {k: section(k, v) if k in SECTIONS and k != "dataset" else v for k, v in config.items()}
+    if "dataset_defaults" in out:
+        out["dataset_defaults"] = section("dataset", out["dataset_defaults"])
+    if isinstance(out.get("datasets"), dict):
+        out["datasets"] = {k: section("dataset", v) for k, v in out["datasets"].items()}
+    if isinstance(out.get("models"), dict):
+        out["models"] = {k: section("data", v) for k, v in out["models"].items()}
+    return out
+
+
 def _read_files(paths) -> dict:
     merged: dict = {}
     for path in paths:
