@@ -70,25 +70,32 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
     plt.close(fig)
 
 
+def resolution_text(cycles_per_pixel: float) -> str:
+    """An FRC resolution as text; metrics.frc gives 0.5 (Nyquist) when the curve never
+    falls below the threshold, which is no measured resolution."""
+    return f"{cycles_per_pixel:.2f}" if cycles_per_pixel < 0.5 else "not below"
+
+
 def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> None:
     """FRC curve of each method (from metrics.frc) with the 1/2-bit threshold, and the
     methods' scores as a table beside it; written to `path` (PNG)."""
     fig, (ax, tab) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=(1, 1.1), constrained_layout=True)
     threshold = None
     for name, c in curves.items():
-        ax.plot(c["frequency"], c["frc"], label=f"{name} ({table[name]['frc_resolution_cycles_per_pixel']:.2f})")
+        resolution = resolution_text(table[name]["frc_resolution_cycles_per_pixel"])
+        ax.plot(c["frequency"], c["frc"], label=f"{name} ({resolution})")
         threshold = c
     if threshold is not None:
         ax.plot(threshold["frequency"], threshold["threshold_half_bit"], "k:", label="1/2-bit threshold")
     ax.set(xlabel="spatial frequency (cycles/pixel)", ylabel="FRC against the reference", ylim=(-0.05, 1.02),
            xlim=(0, 0.5), title="Fourier ring correlation")
     ax.legend(fontsize=8)
-    columns = [("amplitude_ssim", "amp. SSIM"), ("phase_ssim", "phase SSIM"), ("amplitude_psnr", "amp. PSNR"),
-               ("phase_psnr", "phase PSNR"), ("frc_resolution_cycles_per_pixel", "FRC res.\n(cyc/px)"),
+    columns = [("amplitude_ssim", "amp. SSIM"), ("phase_ssim", "phase SSIM"), ("amplitude_psnr", "amp. PSNR\n(dB)"),
+               ("phase_psnr", "phase PSNR\n(dB)"), ("frc_resolution_cycles_per_pixel", "FRC res.\n(cyc/px)"),
                ("nll_per_photon", "NLL per\nphoton"), ("stage_wall_s", "wall (s)")]
     columns = [(k, label) for k, label in columns if all(k in row for row in table.values())]
-    cells = [[f"{row[k]:.4f}" if "nll" in k else f"{row[k]:.3f}" if "ssim" in k or "frc" in k else f"{row[k]:.1f}"
-              for k, _ in columns]
+    cells = [[f"{row[k]:.4f}" if "nll" in k else resolution_text(row[k]) if "frc" in k else f"{row[k]:.3f}" if "ssim" in k
+              else f"{row[k]:.1f}" for k, _ in columns]
              for row in table.values()]
     tab.axis("off")
     t = tab.table(cellText=cells, rowLabels=list(table), colLabels=[label for _, label in columns], loc="center")

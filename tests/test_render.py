@@ -17,3 +17,21 @@ def test_phase_limit_fixes_the_phase_colour_scale(tmp_path, monkeypatch):
     auto, fixed = (axes[1].images[0].get_clim() for _, axes in made)
     assert 0.15 < auto[1] < 0.25 and auto[0] == -auto[1]
     assert fixed == (-1.5, 1.5)
+
+
+def test_an_frc_that_never_falls_below_the_threshold_gives_no_resolution(tmp_path):
+    """metrics.frc reports 0.5 cycles/px (Nyquist) for a curve that never crosses: the
+    figure says so instead of printing 0.50 as if it were a resolution."""
+    from ptycho_lib.metrics import frc
+
+    rng = np.random.default_rng(0)
+    img = rng.standard_normal((64, 64))
+    same, noisy = frc(img, img), frc(img, img + 3 * rng.standard_normal((64, 64)))
+    assert same["resolution_cycles_per_pixel"] == 0.5 and noisy["resolution_cycles_per_pixel"] < 0.5
+    assert render_module.resolution_text(same["resolution_cycles_per_pixel"]) == "not below"
+    assert render_module.resolution_text(noisy["resolution_cycles_per_pixel"]) == \
+        f"{noisy['resolution_cycles_per_pixel']:.2f}"
+    table = {"a": {"frc_resolution_cycles_per_pixel": 0.5, "amplitude_psnr": 20.0},
+             "b": {"frc_resolution_cycles_per_pixel": noisy["resolution_cycles_per_pixel"], "amplitude_psnr": 9.0}}
+    render_module.plot_frc({"a": same, "b": noisy}, table, "t", tmp_path / "frc.png")
+    assert (tmp_path / "frc.png").read_bytes()[:4] == b"\x89PNG"
