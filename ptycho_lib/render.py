@@ -73,7 +73,7 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
 def resolution_text(cycles_per_pixel: float) -> str:
     """An FRC resolution as text; metrics.frc gives 0.5 (Nyquist) when the curve never
     falls below the threshold, which is no measured resolution."""
-    return f"{cycles_per_pixel:.2f}" if cycles_per_pixel < 0.5 else "not below"
+    return f"{cycles_per_pixel:.2f}" if cycles_per_pixel < 0.5 else "beyond the measured band"
 
 
 def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> None:

@@ -28,7 +28,7 @@ def test_an_frc_that_never_falls_below_the_threshold_gives_no_resolution(tmp_pat
     img = rng.standard_normal((64, 64))
     same, noisy = frc(img, img), frc(img, img + 3 * rng.standard_normal((64, 64)))
     assert same["resolution_cycles_per_pixel"] == 0.5 and noisy["resolution_cycles_per_pixel"] < 0.5
-    assert render_module.resolution_text(same["resolution_cycles_per_pixel"]) == "not below"
+    assert render_module.resolution_text(same["resolution_cycles_per_pixel"]) == "beyond the measured band"
     assert render_module.resolution_text(noisy["resolution_cycles_per_pixel"]) == \
         f"{noisy['resolution_cycles_per_pixel']:.2f}"
     table = {"a": {"frc_resolution_cycles_per_pixel": 0.5, "amplitude_psnr": 20.0},
