@@ -1,4 +1,4 @@
 """ptycho_lib: physics-informed neural-network ptychography (PtychoPINN method) in
 PyTorch + Lightning, the model library of the Snakemake pipeline."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
