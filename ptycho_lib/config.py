@@ -56,8 +56,10 @@ class DatasetConfig:
     measurement: str = opt("auto", "what the patterns hold: counts, amplitude (sqrt of counts) or intensity (float "
                            "counts); auto takes integers and whole-number floats as counts, other floats as "
                            "amplitudes (CXI and ptychodus files: counts unless amplitude)", choices=MEASUREMENTS)
-    nphotons: float | None = opt(None, "mean photons per pattern, for files holding rescaled amplitudes (sets the "
-                                 "photon scale of the physics); null = from the data", type=float, above=0.0,
+    nphotons: float | None = opt(None, "mean photons per pattern, for files holding normalised or rescaled "
+                                 "amplitudes: the patterns are scaled to it (the Poisson model needs counts in "
+                                 "photons); null = from the data, and patterns all below 1 are refused",
+                                 type=float, above=0.0,
                                  only=("transpose",))
     sha256: str = opt("", "expected SHA-256 of the raw file (of the CXI file or diffraction.h5 for those formats); "
                       "empty = not checked", pattern=r"^([0-9a-fA-F]{64})?$", only=("convert", "validate"))

@@ -186,19 +186,33 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
     if det.key == "diff3d":
         conversions.append("key diff3d -> diffraction")
     d = d.astype(np.float64)
+    peak = float(d.max())
+    if peak <= 0:
+        raise InputError(path, f"'{det.key}' is all zero: no photons were measured")
     if det.measurement in ("counts", "intensity"):
         measured = float(d.reshape(det.m, -1).sum(1).mean())
         d = np.sqrt(d)
         conversions.append(f"{det.measurement} -> amplitude (sqrt)")
     else:
         measured = float((d**2).reshape(det.m, -1).sum(1).mean())
-    # photon scale: measured counts; for amplitudes, config or file metadata if given
+    # photon scale: measured counts; for amplitudes and intensities, config or file
+    # metadata if given, the patterns then scaled to it (the Poisson model needs counts
+    # in photons); normalised amplitudes (all below 1) without it are refused
+    if nphotons is None and "nphotons" in raw and np.ndim(raw["nphotons"]) == 0:
+        nphotons, source = float(raw["nphotons"]), "file"
+    else:
+        source = "config"
     if det.measurement == "counts":
         nph, source = measured, "measured counts"
     elif nphotons is not None:
-        nph, source = float(nphotons), "config"
-    elif "nphotons" in raw and np.ndim(raw["nphotons"]) == 0:
-        nph, source = float(raw["nphotons"]), "file"
+        nph = float(nphotons)
+        if abs(measured / nph - 1) > 1e-3:
+            d = d * np.sqrt(nph / measured)
+            conversions.append(f"amplitudes scaled by {np.sqrt(nph / measured):.6g} to nphotons {nph:g}")
+    elif peak < 1:
+        raise InputError(path, f"'{det.key}' is normalised (every value below 1, largest {peak:.3g}), not photon "
+                         "counts or their square root; set nphotons (the mean photons per pattern) for this "
+                         "dataset in config/config.yaml to scale it")
     else:
         nph, source = measured, "sum of squared amplitudes (assumed sqrt(counts))"
     out = {

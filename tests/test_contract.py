@@ -131,3 +131,29 @@ def test_not_an_npz(tmp_path):
     bad.write_text("this is not a zip file")
     with pytest.raises(InputError, match="not an NPZ file"):
         read_npz(bad)
+
+
+def test_normalised_amplitudes_are_refused_or_scaled_to_the_given_photons(tiny_raw, tmp_path):
+    """PtychoPINN's own normalised amplitudes (max < 1) are no photon counts: without
+    nphotons they are refused with one line naming the setting; with it they are scaled
+    so the patterns are counts in photons again, as the Poisson model needs."""
+    counts = np.moveaxis(tiny_raw["diff3d"], -1, 0).astype(np.float64)
+    amp = np.sqrt(counts)
+    rest = {k: tiny_raw[k] for k in ("probeGuess", "xcoords", "ycoords")}
+    reference = canonicalise({**rest, "diffraction": counts}, "ref.npz")
+    path = save_npz(tmp_path / "normalised.npz", {**rest, "diffraction": (amp / amp.max() * 0.9).astype(np.float32)})
+    with pytest.raises(InputError, match="normalised.npz: 'diffraction' is normalised.*set nphotons") as e:
+        canonicalise(read_npz(path), path)
+    assert "\n" not in str(e.value)
+    nph = float(reference["nphotons"])
+    scaled = canonicalise(read_npz(path), path, nphotons=nph)
+    assert float(scaled["nphotons"]) == nph
+    np.testing.assert_allclose(scaled["diffraction"], reference["diffraction"], rtol=1e-5, atol=1e-4)
+    assert any("scaled" in c for c in json.loads(str(scaled["conversions"]))["conversions"])
+
+
+def test_all_zero_patterns_are_refused(tiny_raw, tmp_path):
+    arrays = {**tiny_raw, "diff3d": np.zeros_like(tiny_raw["diff3d"])}
+    path = save_npz(tmp_path / "dark.npz", arrays)
+    with pytest.raises(InputError, match="dark.npz: 'diff3d' is all zero"):
+        canonicalise(read_npz(path), path)
