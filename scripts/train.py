@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     config.add_flag(p, "--init-model", type=Path, default=None,
                     help="model bundle whose weights training starts from (adaptation); default: a fresh network")
     config.add_flag(p, "--test-data-file", "--test_data_file", type=Path, default=None,
-                    help="canonical NPZ used for validation (default: a held-out band of the training scan)")
+                    help="canonical NPZ used for validation (default: a held-out band of every training scan)")
     config.add_flag(p, "--output-dir", "--output_dir", type=Path, required=True,
                     help="where the checkpoints, metrics.csv and logs go")
     return p
@@ -60,9 +60,9 @@ def main(argv):
                  data_sha256=sha256_file(a.train_data_file[0]), init=init)
     if ckpt is not None:  # DDP's extra processes write nothing
         inputs = {"train_data" + (f"_{i + 1}" if i else ""): path for i, path in enumerate(a.train_data_file)}
-        inputs = {**inputs,
-                  **({"test_data": a.test_data_file} if a.test_data_file else {}),
-                  **({"init_model": a.init_model} if a.init_model else {})}
+        for role, path in (("test_data", a.test_data_file), ("init_model", a.init_model)):
+            if path:
+                inputs[role] = path
         for written in (ckpt, ckpt.with_name("last.ckpt")):
             record(written, "train", inputs, {k: asdict(v) for k, v in cfg.items()})
     return ckpt

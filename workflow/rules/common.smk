@@ -75,13 +75,27 @@ def dataset_flags(dataset, program):
     has been checked."""
     values = dataset_settings(dataset)
     if program != "convert" and imported(dataset):
-        values = {**values, "measurement": "amplitude", "sha256": "", "layout": "stack_first"}
+        values = {
+            **values,
+            "measurement": "amplitude",
+            "sha256": "",
+            "layout": "stack_first",
+        }
     return cli_flags("dataset", values, program)
 
 
-def flags(program, *sections):
-    """The config sections' settings as flags of a program."""
-    return " ".join(filter(None, (cli_flags(s, config[s], program) for s in sections)))
+def flags(program, *sections, **replaced):
+    """The config sections' settings as flags of a program; `replaced` maps a section
+    to settings that replace some of its values (a model's own, an adaptation's)."""
+    return " ".join(
+        filter(
+            None,
+            (
+                cli_flags(s, {**config[s], **replaced.get(s, {})}, program)
+                for s in sections
+            ),
+        )
+    )
 
 
 def model_of(dataset):
@@ -93,22 +107,6 @@ def training_data(model):
     """The datasets a model is trained on (default: the dataset of the same name)."""
     data = (config["models"].get(model) or {}).get("train_data") or model
     return [data] if isinstance(data, str) else list(data)
-
-
-def train_flags(data=None, train=None):
-    """The flags of train from the config's sections, some data and train settings
-    replaced by `data` and `train` (a model's own, an adaptation's)."""
-    return " ".join(
-        filter(
-            None,
-            (
-                cli_flags("data", {**config["data"], **(data or {})}, "train"),
-                cli_flags("model", config["model"], "train"),
-                cli_flags("train", {**config["train"], **(train or {})}, "train"),
-                cli_flags("execution", config["execution"], "train"),
-            ),
-        )
-    )
 
 
 def model_settings(model):

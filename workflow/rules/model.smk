@@ -31,7 +31,14 @@ rule train:
         runtime=config["resources"]["train"]["runtime"],
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
-        flags=lambda wc: train_flags(data=model_settings(wc.model)),
+        flags=lambda wc: flags(
+            "train",
+            "data",
+            "model",
+            "train",
+            "execution",
+            data=model_settings(wc.model),
+        ),
     shell:
         "python -m scripts.train --train-data-file {input.data} --output-dir {params.outdir}"
         " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
@@ -70,7 +77,12 @@ rule adapt:
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
         # the reused model's own scan only, for adapt_epochs epochs
-        flags=lambda wc: train_flags(
+        flags=lambda wc: flags(
+            "train",
+            "data",
+            "model",
+            "train",
+            "execution",
             data={"simulated_scans": 0},
             train={"max_epochs": dataset_settings(wc.dataset)["adapt_epochs"]},
         ),
