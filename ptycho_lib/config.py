@@ -85,13 +85,14 @@ class DatasetConfig:
 class DataConfig:
     gridsize: int = opt(2, "patterns per training sample along each axis: groups of gridsize^2 tied by the overlap "
                         "constraint (3 takes about 2.3x the training time; README, dose study)", min=1, max=4)
-    neighbours: int = opt(6, "group members are drawn from a seed's K nearest positions", min=1)
-    n_groups: int = opt(0, "training groups per epoch (0 = one per training pattern)", min=0, aliases=("--n_images",))
+    neighbours: int = opt(6, "group members are drawn from a seed's K nearest positions", min=1, only=("train",))
+    n_groups: int = opt(0, "training groups per epoch (0 = one per training pattern)", min=0, aliases=("--n_images",),
+                        only=("train",))
     val_fraction: float = opt(0.1, "fraction of the scan, a band of whole rows, held out for validation (no "
                               "position shared with training)", min=0.0, max=0.99)
     simulated_scans: int = opt(0, "also train on this many scans of random objects simulated with the scan's probe, "
                                "positions and dose (validation stays on the measured scan; each adds the scan's "
-                               "length to every epoch; README, generalisation)", min=0)
+                               "length to every epoch; README, generalisation)", min=0, only=("train",))
 
 
 @dataclass
@@ -219,7 +220,7 @@ class ExecConfig:
 SECTIONS = {"dataset": DatasetConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig,
             "infer": InferConfig, "solver": SolverConfig, "render": RenderConfig, "execution": ExecConfig}
 # the sections each program (script) reads its settings from
-PROGRAMS = {"convert": ("dataset",), "validate": ("dataset",), "transpose": ("dataset",),
+PROGRAMS = {"convert": ("dataset",), "validate": ("dataset", "data"), "transpose": ("dataset",),
             "train": ("data", "model", "train", "execution"), "infer": ("infer", "execution"),
             "baseline": ("solver", "execution"), "refined": ("solver", "execution"),
             "render": ("render",), "loss_curve": ("render",)}

@@ -9,11 +9,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .config import LAYOUTS, MEASUREMENTS
+from .data import split_rows
 from .geometry import windows_outside
 from .io import InputError
 from .neighbours import nearest_neighbours
 from .scan import GEOMETRY
 
+COPIES = 4  # float64 copies of the patterns checking and converting make (what reading must budget for)
+FLOAT32_SAFE = 1e30  # intensities (and |P|^2) stay below this, and above its inverse for the probe, so that
+# sums over a pattern and products in float32 (largest 3.4e38, smallest normal 1.2e-38) neither overflow nor vanish
 
 
 @dataclass
@@ -71,8 +75,24 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
         raise InputError(path, f"'{key}' contains NaN or Inf")
     if diff.min() < 0:
         raise InputError(path, f"'{key}' has negative values (min {diff.min():g})")
+    if diff.max() <= 0:
+        raise InputError(path, f"'{key}' is all zero: no photons were measured")
     if not np.all(np.isfinite(probe)) or not np.any(probe):
         raise InputError(path, "'probeGuess' is not finite or is all zero")
+    peak = float(np.max(np.abs(probe.astype(np.complex128)) ** 2))
+    if not 1 / FLOAT32_SAFE <= peak <= FLOAT32_SAFE:
+        raise InputError(path, f"'probeGuess' intensity |P|^2 peaks at {peak:.3g}, outside the {1 / FLOAT32_SAFE:g} "
+                         f"to {FLOAT32_SAFE:g} that float32 arithmetic keeps; rescale the probe")
+    if len(np.unique(np.stack([x, y], 1), axis=0)) < 2:
+        raise InputError(path, f"all {m} positions are the same point; ptychography needs distinct, overlapping "
+                         "positions")
+    if "scan_index" in raw:
+        index = raw["scan_index"]
+        if index.dtype.kind not in "ui" or index.shape != (m,):
+            raise InputError(path, f"'scan_index' must be {m} integers, one per position, got {index.dtype} "
+                             f"{index.shape}")
+    if "nphotons" in raw:
+        photons(raw["nphotons"], path, "'nphotons'")
 
     if measurement == "auto":
         if diff.dtype.kind in "ui":
@@ -81,6 +101,10 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
             measurement = "counts"  # whole numbers stored as floats
         else:
             measurement = "amplitude"  # the contract's meaning of real-valued patterns
+    largest = float(diff.max()) ** (2 if measurement == "amplitude" else 1)
+    if largest > FLOAT32_SAFE:
+        raise InputError(path, f"'{key}' reaches an intensity of {largest:.3g} photons in one pixel, beyond the "
+                         f"{FLOAT32_SAFE:g} that float32 arithmetic keeps; check its scale")
 
     for k, shape in GEOMETRY.items():
         if k in raw:
@@ -101,6 +125,25 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
             raise InputError(path, f"position {j} (x={x[j]:.2f}, y={y[j]:.2f}) puts its {n}x{n} window "
                              f"outside the {h}x{w} objectGuess ({int(bad.sum())} such positions)")
     return Detected(key=key, layout=layout, measurement=measurement, m=m, n=n)
+
+
+def photons(value, path, what) -> float:
+    """A photon count per pattern (file metadata or config): one finite positive number."""
+    value = np.asarray(value)
+    if value.ndim != 0 or value.dtype.kind not in "uif" or not np.isfinite(value) or value <= 0:
+        raise InputError(path, f"{what} must be one positive, finite number of photons per pattern, got {value!r}")
+    return float(value)
+
+
+def check_training_split(y: np.ndarray, data, path) -> None:
+    """Refuse a scan too small for the data settings it will be trained with: each of
+    the training rows and the held-out band must fill a group of gridsize^2."""
+    train, val = split_rows(y, data.val_fraction)
+    need = data.gridsize ** 2
+    if len(train) < need or (data.val_fraction > 0 and len(val) < need):
+        raise InputError(path, f"{len(y)} patterns are too few to train on: val_fraction {data.val_fraction:g} leaves "
+                         f"{len(train)} for training and {len(val)} for validation, and gridsize {data.gridsize} "
+                         f"groups {need}")
 
 
 def _pick_layout(shape, key, m, n, layout, path) -> str:
@@ -157,10 +200,13 @@ def dose_stats(raw, det: Detected) -> dict:
     return {"mean": float(totals.mean()), "min": float(totals.min()), "max": float(totals.max())}
 
 
-def validate(raw: dict, path, layout="auto", measurement="auto") -> dict:
-    """The validation report: what the file is and how it will be converted."""
+def validate(raw: dict, path, layout="auto", measurement="auto", data=None) -> dict:
+    """The validation report: what the file is and how it will be converted; with
+    `data` (a DataConfig), a scan too small to train with it is refused."""
     det = inspect(raw, path, layout, measurement)
     x, y = raw["xcoords"], raw["ycoords"]
+    if data is not None:
+        check_training_split(y, data, path)
     pts = np.stack([x, y], 1)
     uniq = len(np.unique(np.round(pts, 6), axis=0))
     report = {
@@ -187,8 +233,6 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
         conversions.append("key diff3d -> diffraction")
     d = d.astype(np.float64)
     peak = float(d.max())
-    if peak <= 0:
-        raise InputError(path, f"'{det.key}' is all zero: no photons were measured")
     if det.measurement in ("counts", "intensity"):
         measured = float(d.reshape(det.m, -1).sum(1).mean())
         d = np.sqrt(d)
@@ -198,14 +242,14 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
     # photon scale: measured counts; for amplitudes and intensities, config or file
     # metadata if given, the patterns then scaled to it (the Poisson model needs counts
     # in photons); normalised amplitudes (all below 1) without it are refused
-    if nphotons is None and "nphotons" in raw and np.ndim(raw["nphotons"]) == 0:
+    if nphotons is None and "nphotons" in raw:
         nphotons, source = float(raw["nphotons"]), "file"
     else:
         source = "config"
     if det.measurement == "counts":
         nph, source = measured, "measured counts"
     elif nphotons is not None:
-        nph = float(nphotons)
+        nph = photons(nphotons, path, f"nphotons ({source})")
         if abs(measured / nph - 1) > 1e-3:
             d = d * np.sqrt(nph / measured)
             conversions.append(f"amplitudes scaled by {np.sqrt(nph / measured):.6g} to nphotons {nph:g}")
@@ -215,6 +259,9 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
                          "dataset in config/config.yaml to scale it")
     else:
         nph, source = measured, "sum of squared amplitudes (assumed sqrt(counts))"
+    if float(d.max()) ** 2 > FLOAT32_SAFE:
+        raise InputError(path, f"scaled to nphotons {nph:g}, '{det.key}' would reach an intensity of "
+                         f"{float(d.max()) ** 2:.3g} photons in one pixel, beyond float32's safe {FLOAT32_SAFE:g}")
     out = {
         "diffraction": d.astype(np.float32),
         "probeGuess": raw["probeGuess"].astype(np.complex64),

@@ -23,7 +23,8 @@ import numpy as np
 
 from .config import DatasetConfig
 from .file_types import PTYCHODUS_PRODUCTS, ptychodus_product
-from .io import InputError, atomic_path, available_memory, human_bytes
+from .confined import ConfinedFile
+from .io import InputError, atomic_path, sha256_bytes, sha256_file
 
 HC = 6.62607015e-34 * 299792458.0  # Planck constant x speed of light, J m
 EV = 1.602176634e-19  # J per electronvolt
@@ -44,57 +45,46 @@ CXI = {  # what the reader looks for, in order of preference
 }
 
 
-def _open(path: Path) -> h5py.File:
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise InputError(path, f"not a readable HDF5 file ({e})") from None
+# plausible ranges of the geometry, so that a value in the wrong unit is caught by name
+ENERGY_EV = (10.0, 1e5)  # photon energy, EUV to hard X-rays
+DISTANCE_M = (1e-3, 100.0)  # sample to detector
+DETECTOR_PIXEL_M = (1e-7, 1e-2)
+OBJECT_PIXEL_M = (1e-12, 1e-3)
+MAX_CANVAS = 1 << 16  # object pixels along one side: positions spanning more are in the wrong unit
 
 
-def _find(f: h5py.File, path, names, what, required=True):
-    """The first of `names` that is a dataset in f (external links refused), else None
-    or an InputError listing where the reader looked."""
+def _find(f: ConfinedFile, names, what, required=True):
+    """The first of `names` that is a dataset in f, else None or an InputError listing
+    where the reader looked."""
     for name in names:
-        try:
-            link = f.get(name, getlink=True)
-        except (KeyError, ValueError):
-            link = None
-        if link is None:
-            continue
-        if isinstance(link, h5py.ExternalLink):
-            raise InputError(path, f"{what} /{name} is a link to another file; refusing to follow it")
-        try:
-            item = f[name]
-        except KeyError:
-            raise InputError(path, f"{what} /{name} is a dangling link") from None
-        if not isinstance(item, h5py.Dataset):
-            raise InputError(path, f"{what} /{name} is a group, not a dataset")
-        return item
+        item = f.dataset(name, what)
+        if item is not None:
+            return item
     if required:
-        raise InputError(path, f"no {what}: looked for " + ", ".join("/" + n for n in names))
+        raise InputError(f.path, f"no {what}: looked for " + ", ".join("/" + n for n in names))
     return None
 
 
-def _read(path, ds: h5py.Dataset, what, sel=()):
-    """ds[sel]; a missing compression filter or damaged data become an InputError."""
-    try:
-        return ds[sel]
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"cannot read {what} ({e}); a missing compression filter "
-                         "(bitshuffle, LZ4 ...) is added by `pip install hdf5plugin`") from None
-
-
-def _positive(path, ds, what, unit) -> float:
-    value = _read(path, ds, what) if isinstance(ds, h5py.Dataset) else ds
+def _in_range(path, value, what, unit, bounds, hint="") -> float:
+    """A positive number within `bounds` (a wrong unit is the usual cause otherwise)."""
     try:
         v = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else float("nan")
     except (TypeError, ValueError):
         raise InputError(path, f"{what} is not a number ({value!r})") from None
     if not np.isfinite(v) or v <= 0:
         raise InputError(path, f"{what} is {v:g} {unit}; it must be a positive number")
+    lo, hi = bounds
+    if not lo <= v <= hi:
+        raise InputError(path, f"{what} is {v:g} {unit}, outside the plausible {lo:g} to {hi:g} {unit}; "
+                         f"check its unit{hint}")
     return v
+
+
+def _scalar(f: ConfinedFile, ds: h5py.Dataset, what):
+    """The first value of a (normally scalar) dataset, reading nothing more."""
+    if ds.dtype.kind not in "uif":
+        raise InputError(f.path, f"{what} is not a number ({ds.dtype})")
+    return f.read(ds, what, (0,) * ds.ndim) if ds.size else np.array([])
 
 
 def _array(path, ds: h5py.Dataset, what, ndim, kinds="uif") -> h5py.Dataset:
@@ -105,31 +95,46 @@ def _array(path, ds: h5py.Dataset, what, ndim, kinds="uif") -> h5py.Dataset:
     return ds
 
 
+def _shaped(f: ConfinedFile, ds: h5py.Dataset, what, shape) -> np.ndarray:
+    """ds read whole, once its shape (from the header) is the one the patterns imply."""
+    if tuple(ds.shape) != tuple(shape):
+        raise InputError(f.path, f"{what} has shape {tuple(ds.shape)}; the patterns need {tuple(shape)}")
+    return f.read(ds, what)
+
+
+def _probe(f: ConfinedFile, ds: h5py.Dataset | None, detector: tuple) -> np.ndarray | None:
+    """The first (dominant) mode of a probe (modes, N, N), at most the detector's size."""
+    if ds is None:
+        return None
+    if ds.ndim < 2 or ds.dtype.kind not in "uifc" or ds.shape[-1] != ds.shape[-2] or ds.shape[-1] > max(detector):
+        raise InputError(f.path, f"probe must be a square complex array (modes, N, N) no larger than the "
+                         f"{detector[0]}x{detector[1]} detector, got {ds.dtype} {ds.shape}")
+    return f.read(ds, "probe", (0,) * (ds.ndim - 2))
+
+
 def read_cxi(path, opts: DatasetConfig = DatasetConfig()) -> dict:
     """A CXI file as a raw NPZ dict (see the module docstring)."""
     path = Path(path)
-    with _open(path) as f:
-        data = _find(f, path, CXI["data"], "diffraction data")
-        _array(path, data, f"diffraction data {data.name}", (3, 4))
-        t = _read(path, _array(path, _find(f, path, CXI["translation"], "translations"), "translations", (2,)),
-                  "translations")
-        energy_j = _positive(path, _find(f, path, CXI["energy"], "source energy"), "source energy", "J")
-        distance = _positive(path, _find(f, path, CXI["distance"], "detector distance"), "detector distance", "m")
-        dx = _positive(path, _find(f, path, CXI["x_pixel_size"], "detector x_pixel_size"),
-                       "detector x_pixel_size", "m")
-        dy = _positive(path, _find(f, path, CXI["y_pixel_size"], "detector y_pixel_size"),
-                       "detector y_pixel_size", "m")
-        mask = _find(f, path, CXI["mask"], "mask", required=False)
-        mask = None if mask is None else _read(path, _array(path, mask, "mask", (2,), "buif"), "mask")
-        probe = _find(f, path, CXI["probe"], "probe", required=False)
-        probe = None if probe is None else _read(path, probe, "probe")
-        if energy_j > 1e-12:  # a keV-sized number: someone wrote eV, not joules
-            raise InputError(path, f"source energy is {energy_j:g} J, implausible: CXI stores joules "
-                             f"({energy_j:g} eV would be {energy_j * EV:.4g} J)")
-        if t.shape[1] not in (2, 3):
-            raise InputError(path, f"translations have shape {t.shape}; expected (M, 3) in metres")
+    with ConfinedFile(path) as f:
+        data = _array(path, _find(f, CXI["data"], "diffraction data"), "diffraction data", (3, 4))
+        m, detector = int(np.prod(data.shape[:-2])), data.shape[-2:]
+        t = _array(path, _find(f, CXI["translation"], "translations"), "translations", (2,))
+        if t.shape[1:] not in ((2,), (3,)):
+            raise InputError(path, f"translations have shape {t.shape}; expected ({m}, 3) in metres")
+        t = _shaped(f, t, "translations", (m, t.shape[1]))
+
+        def geometry(key, what, unit, bounds, hint=""):
+            return _in_range(path, _scalar(f, _find(f, CXI[key], what), what), what, unit, bounds, hint)
+        energy_j = geometry("energy", "source energy", "J", tuple(e * EV for e in ENERGY_EV),
+                            " (CXI stores joules: 1 keV is 1.602e-16 J)")
+        distance = geometry("distance", "detector distance", "m", DISTANCE_M, " (CXI stores metres)")
+        dx = geometry("x_pixel_size", "detector x_pixel_size", "m", DETECTOR_PIXEL_M, " (CXI stores metres)")
+        dy = geometry("y_pixel_size", "detector y_pixel_size", "m", DETECTOR_PIXEL_M, " (CXI stores metres)")
+        mask = _find(f, CXI["mask"], "mask", required=False)
+        mask = None if mask is None else _shaped(f, _array(path, mask, "mask", (2,), "buif"), "mask", detector)
+        probe = _probe(f, _find(f, CXI["probe"], "probe", required=False), detector)
         optics = {"wavelength": HC / energy_j, "distance": distance, "detector_pixel": (dy, dx)}
-        return _assemble(path, data, mask, probe, (t[:, 0], t[:, 1]), optics, opts)
+        return _assemble(f, data, mask, probe, (t[:, 0], t[:, 1]), optics, opts, f.files)
 
 
 def ptychodus_files(folder) -> tuple[Path, Path]:
@@ -148,47 +153,75 @@ def read_ptychodus(diffraction, product, opts: DatasetConfig = DatasetConfig()) 
     """A ptychodus diffraction file (`patterns`, optional `bad_pixels`) and product file
     (energy, distance, positions in metres, probe with its pixel size) as a raw NPZ dict."""
     diffraction, product = Path(diffraction), Path(product)
-    with _open(product) as f:
-        def attr(name, unit, obj=f):
+    with ConfinedFile(diffraction) as d, ConfinedFile(product) as f:
+        data = _array(diffraction, _find(d, ("patterns",), "dataset"), "patterns", (3,))
+        m, detector = data.shape[0], data.shape[-2:]
+
+        def attr(name, unit, bounds, obj=f.root, hint=""):
             if name not in obj.attrs:
                 raise InputError(product, f"no attribute {name} on {obj.name}")
-            return _positive(product, obj.attrs[name], name, unit)
+            return _in_range(product, obj.attrs[name], name, unit, bounds, hint)
 
         def positions(name):
-            return _read(product, _array(product, _find(f, product, (name,), "dataset"), name, (1,)), name)
-        energy_ev = attr("probe_energy_eV", "eV")
-        distance = attr("detector_object_distance_m", "m")
+            return _shaped(f, _array(product, _find(f, (name,), "dataset"), name, (1,)), name, (m,))
+        energy_ev = attr("probe_energy_eV", "eV", ENERGY_EV, hint=" (8 keV is 8000 eV)")
+        distance = attr("detector_object_distance_m", "m", DISTANCE_M)
         x, y = positions("probe_position_x_m"), positions("probe_position_y_m")
-        probe_ds = _find(f, product, ("probe",), "dataset")
-        pixel = (attr("pixel_height_m", "m", probe_ds), attr("pixel_width_m", "m", probe_ds))
-        probe = _read(product, probe_ds, "probe")
-    if len(x) != len(y):
-        raise InputError(product, f"probe_position_x_m has {len(x)} entries but probe_position_y_m {len(y)}")
-    with _open(diffraction) as f:
-        data = _array(diffraction, _find(f, diffraction, ("patterns",), "dataset"), "patterns", (3,))
-        mask = _find(f, diffraction, ("bad_pixels",), "bad pixels", required=False)
-        mask = None if mask is None else _read(diffraction, _array(diffraction, mask, "bad_pixels", (2,), "buif"),
-                                               "bad_pixels")
+        probe_ds = _find(f, ("probe",), "dataset")
+        pixel = (attr("pixel_height_m", "m", OBJECT_PIXEL_M, probe_ds), attr("pixel_width_m", "m", OBJECT_PIXEL_M, probe_ds))
+        probe = _probe(f, probe_ds, detector)
+        mask = _find(d, ("bad_pixels",), "bad pixels", required=False)
+        mask = None if mask is None else _shaped(d, _array(diffraction, mask, "bad_pixels", (2,), "buif"),
+                                                 "bad_pixels", detector)
         optics = {"wavelength": HC / (energy_ev * EV), "distance": distance, "object_pixel": pixel}
-        return _assemble(diffraction, data, mask, probe, (x, y), optics, opts)
+        return _assemble(d, data, mask, probe, (x, y), optics, opts, d.files + f.files)
 
 
-def _assemble(path, data: h5py.Dataset, mask, probe, positions_m, optics: dict, opts: DatasetConfig) -> dict:
+def linked_files(source, fmt: str) -> list[Path]:
+    """The files in the scan's folder that its CXI file or ptychodus pair link to (the
+    data files of a detector master file), found from the links alone, for the
+    workflow's rerun logic; problems are left for convert to report."""
+    try:
+        files = ptychodus_files(source) if fmt == "ptychodus" else (Path(source),)
+    except InputError:
+        return []
+    names = [("patterns", "bad_pixels"), ("probe",)] if fmt == "ptychodus" else [sum(CXI.values(), ())]
+    found = []
+    for path, wanted in zip(files, names):
+        try:
+            with ConfinedFile(path) as f:
+                for name in wanted:
+                    try:
+                        f.dataset(name, "dataset")
+                    except InputError:
+                        pass
+                found += f.files[1:]
+        except InputError:
+            pass
+    return found
+
+
+def files_sha256(files: list[Path]) -> str:
+    """What the `sha256` setting pins: the SHA-256 of a scan's one file, or, when it
+    links to data files, of the lines `<sha256>  <name>` of every file read, by name."""
+    if len(files) == 1:
+        return sha256_file(files[0])
+    lines = sorted(f"{sha256_file(p)}  {Path(p).name}\n" for p in files)
+    return sha256_bytes("".join(lines).encode())
+
+
+def _assemble(f: ConfinedFile, data: h5py.Dataset, mask, probe, positions_m, optics: dict, opts: DatasetConfig,
+              files: list[Path]) -> dict:
     """The shared second half of both readers: crop (only the N x N window of each
     pattern is read from the file), mask, geometry, positions. positions_m: (x, y) in
     metres; optics: wavelength and distance (m), and the detector pixel or the object
-    pixel (m, (y, x)), whichever the file gives."""
+    pixel (m, (y, x)), whichever the file gives; files: every file read."""
+    path = f.path
     x_m, y_m = positions_m
     *lead, h, w = data.shape
     m = int(np.prod(lead))  # (M, H, W), or (rows, columns, H, W) of a raster scan
-    if len(x_m) != m:
-        raise InputError(path, f"{m} diffraction patterns but {len(x_m)} scan positions")
     if probe is not None:
         probe = np.asarray(probe)
-        if probe.ndim < 2 or probe.dtype.kind not in "uifc" or probe.shape[-1] != probe.shape[-2]:
-            raise InputError(path, f"probe must be a square complex array (modes, N, N), got "
-                             f"{probe.dtype} {probe.shape}")
-        probe = probe.reshape(-1, *probe.shape[-2:])[0]  # the first (dominant) mode
     n = opts.pattern_size or (probe.shape[0] if probe is not None else None)
     r, c = opts.beam_center if opts.beam_center is not None else (h // 2, w // 2)
     r, c = int(round(r)), int(round(c))
@@ -197,16 +230,14 @@ def _assemble(path, data: h5py.Dataset, mask, probe, positions_m, optics: dict, 
     if n <= 0 or r - n // 2 < 0 or c - n // 2 < 0 or r + n // 2 > h or c + n // 2 > w:
         raise InputError(path, f"a {n}x{n} crop around the beam centre (row {r}, column {c}) does not fit "
                          f"the {h}x{w} detector; set beam_center or pattern_size")
-    need = m * n * n * 8 * 3  # float64 counts, amplitudes and their float32 copy, roughly
-    avail = available_memory()
-    if avail is not None and need > avail:
-        raise InputError(path, f"{m} patterns of {n}x{n} need about {human_bytes(need)} of memory, more than "
-                         f"the {human_bytes(avail)} available")
     window = (slice(r - n // 2, r + n // 2), slice(c - n // 2, c + n // 2))
-    patterns = _read(path, data, "diffraction data", (Ellipsis, *window)).reshape(m, n, n).astype(np.float64)
+    # float64 counts, amplitudes and their float32 copy, roughly
+    patterns = f.read(data, "diffraction data", (Ellipsis, *window), copies=3).reshape(m, n, n)
+    if data.dtype.kind == "i" and patterns.min() < 0:
+        raise InputError(path, f"diffraction data are signed integers with negative values (min {patterns.min()}): "
+                         "counts with an offset subtracted; give the counts as measured, marking bad pixels")
+    patterns = patterns.astype(np.float64)
     if mask is not None:
-        if mask.shape != (h, w):
-            raise InputError(path, f"bad-pixel mask is {mask.shape[0]}x{mask.shape[1]} but patterns are {h}x{w}")
         patterns[:, mask[window] != 0] = 0
     if not np.all(np.isfinite(patterns)):
         raise InputError(path, "diffraction data contain NaN or Inf inside the crop (mark them as bad pixels)")
@@ -231,6 +262,10 @@ def _assemble(path, data: h5py.Dataset, mask, probe, positions_m, optics: dict, 
         x_m, y_m = y_m, x_m
     x_m, y_m = (-x_m if opts.flip_x else x_m), (-y_m if opts.flip_y else y_m)
     px, py = x_m / obj_pixel[1], y_m / obj_pixel[0]
+    span = max(np.ptp(px), np.ptp(py))
+    if span > MAX_CANVAS:
+        raise InputError(path, f"the scan positions span {span:.3g} object pixels of {obj_pixel[1]:.3g} m, more than "
+                         f"{MAX_CANVAS}: the positions or the pixel size are in the wrong unit (both are metres)")
     x0, y0 = px.min() - n / 2 - MARGIN, py.min() - n / 2 - MARGIN
     return {
         "diffraction": amplitude.astype(np.float32),
@@ -243,7 +278,7 @@ def _assemble(path, data: h5py.Dataset, mask, probe, positions_m, optics: dict, 
         "pixel_size_m": np.array(obj_pixel, np.float64),
         "origin_m": np.array([y0 * obj_pixel[0], x0 * obj_pixel[1]]),
         "import_notes": np.array(json.dumps({
-            "source": Path(path).name, "detector": [h, w], "crop": [r - n // 2, c - n // 2, n],
+            "source": Path(path).name, "files": [p.name for p in files], "detector": [h, w], "crop": [r - n // 2, c - n // 2, n],
             "bad_pixels": 0 if mask is None else int(np.count_nonzero(mask[window])),
             "probe": "estimated from the mean pattern" if estimated else "from file",
             "options": {"flip_x": opts.flip_x, "flip_y": opts.flip_y, "transpose": opts.transpose_positions}}, sort_keys=True)),

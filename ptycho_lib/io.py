@@ -71,9 +71,8 @@ def available_memory() -> int | None:
     return avail
 
 
-def _check_zip_sizes(path, infos: list[zipfile.ZipInfo], max_bytes: int | None, exclude=()) -> None:
-    """Refuse, from the zip directory alone, archives that would expand beyond reason
-    (members in `exclude` are mapped, not loaded: they need no memory)."""
+def _check_zip_sizes(path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse, from the zip directory alone, archives that would expand beyond reason."""
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise InputError(path, "holds the same member name twice; refusing an ambiguous archive")
@@ -83,7 +82,13 @@ def _check_zip_sizes(path, infos: list[zipfile.ZipInfo], max_bytes: int | None, 
             raise InputError(path, f"member {info.filename!r} would expand {ratio:.0f}x, from "
                              f"{human_bytes(info.compress_size)} to {human_bytes(info.file_size)} "
                              "(a zip bomb?); refusing to decompress it")
-    total = sum(i.file_size for i in infos if i.filename not in exclude)
+
+
+def _check_memory(path, headers: dict, max_bytes: int | None, copies: int) -> None:
+    """Refuse, from the .npy headers, arrays whose loading and the `copies` float64
+    copies the caller makes of each would not fit in `max_bytes`."""
+    total = sum(math.prod(shape) * (dtype.itemsize + copies * max(dtype.itemsize, 8))
+                for shape, _, dtype, _ in headers.values())
     if max_bytes is not None and total > max_bytes:
         raise InputError(path, f"needs {human_bytes(total)} of memory to load, more than the "
                          f"{human_bytes(max_bytes)} available; refusing")
@@ -117,12 +122,13 @@ def _npy_header(path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple:
     return shape, fortran, dtype, header_bytes
 
 
-def read_npz(path, max_bytes: int | None = -1, mmap_keys=()) -> dict[str, np.ndarray]:
+def read_npz(path, max_bytes: int | None = -1, mmap_keys=(), copies: int = 0) -> dict[str, np.ndarray]:
     """Read every array of an NPZ without ever unpickling (object arrays are refused).
 
-    Sizes are checked before anything is allocated: the zip directory (zip bombs, more
-    than `max_bytes` in all; -1 = the memory available) and each member's .npy header
-    (a shape larger than the member's bytes). Members named in `mmap_keys` that are
+    Sizes are checked before anything is allocated: the zip directory (zip bombs), each
+    member's .npy header (a shape larger than the member's bytes) and the memory all
+    members need, with `copies` float64 copies of each that the caller will make, at
+    most `max_bytes` (-1 = the memory available). Members named in `mmap_keys` that are
     stored uncompressed come back as read-only memory maps of the file (their CRC is
     checked first, reading the file in blocks; they do not count against `max_bytes`);
     compressed ones are read into memory as usual."""
@@ -140,8 +146,9 @@ def read_npz(path, max_bytes: int | None = -1, mmap_keys=()) -> dict[str, np.nda
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             mapped = {i.filename for i in infos if i.filename[:-4] in mmap_keys and _mappable(i)}
-            _check_zip_sizes(path, infos, max_bytes, exclude=mapped)
+            _check_zip_sizes(path, infos)
             headers = {info.filename: _npy_header(path, zf, info) for info in infos}
+            _check_memory(path, {k: h for k, h in headers.items() if k not in mapped}, max_bytes, copies)
             out = {}
             for info in infos:
                 if info.filename in mapped:

@@ -19,8 +19,8 @@ import sys
 
 from ptycho_lib import cli
 from ptycho_lib.file_types import detect_format
-from ptycho_lib.formats import ptychodus_files, read_cxi, read_ptychodus
-from ptycho_lib.io import InputError, sha256_file, write_npz
+from ptycho_lib.formats import files_sha256, ptychodus_files, read_cxi, read_ptychodus
+from ptycho_lib.io import InputError, write_npz
 from ptycho_lib.provenance import record
 
 
@@ -36,11 +36,15 @@ def main(argv):
         main_file, inputs = diffraction, {"diffraction": diffraction, "product": product}
     else:
         main_file, inputs = a.source, {"raw": a.source}
-    if opts.sha256 and main_file.is_file() and sha256_file(main_file) != opts.sha256.lower():
-        raise InputError(main_file, f"SHA-256 {sha256_file(main_file)} differs from the expected {opts.sha256} "
-                         "in the config")
     raw = read_ptychodus(diffraction, product, opts) if fmt == "ptychodus" else read_cxi(a.source, opts)
     notes = json.loads(str(raw["import_notes"]))
+    # the pin covers the main file and the data files it links to (not a ptychodus product)
+    pinned = [main_file.resolve().parent / name for name in notes["files"]
+              if fmt != "ptychodus" or name != product.name]
+    digest = files_sha256(pinned)
+    if opts.sha256 and digest != opts.sha256.lower():
+        which = " (of the files it reads)" if len(pinned) > 1 else ""
+        raise InputError(main_file, f"SHA-256{which} {digest} differs from the expected {opts.sha256} in the config")
     if notes["probe"] != "from file":
         print(f"warning: {main_file}: no probe in the file; using a zero-phase probe estimated from the "
               "mean pattern (expect a poorer reconstruction)", file=sys.stderr)

@@ -13,7 +13,7 @@ import json
 import sys
 
 from ptycho_lib import cli
-from ptycho_lib.contract import canonicalise
+from ptycho_lib.contract import COPIES, canonicalise
 from ptycho_lib.io import read_npz, write_npz
 from ptycho_lib.provenance import record
 
@@ -22,7 +22,7 @@ def main(argv):
     a, cfg = cli.parse(cli.parser(__doc__, ("raw", "raw NPZ file"), ("canonical", "canonical NPZ to write"),
                                   program="transpose"), argv)
     opts = cfg["dataset"]
-    canonical = canonicalise(read_npz(a.raw), a.raw, opts.layout, opts.measurement, opts.nphotons)
+    canonical = canonicalise(read_npz(a.raw, copies=COPIES), a.raw, opts.layout, opts.measurement, opts.nphotons)
     for warning in json.loads(str(canonical["conversions"]))["warnings"]:
         print(f"warning: {a.raw}: {warning}", file=sys.stderr)
     # patterns uncompressed: infer memory-maps them and reads them batch by batch

@@ -13,7 +13,7 @@ ambiguity, and no report is written.
 import sys
 
 from ptycho_lib import cli
-from ptycho_lib.contract import validate
+from ptycho_lib.contract import COPIES, validate
 from ptycho_lib.io import InputError, read_npz, sha256_file, write_json
 from ptycho_lib.provenance import record
 
@@ -25,7 +25,7 @@ def main(argv):
     digest = sha256_file(a.raw) if a.raw.is_file() else ""
     if opts.sha256 and digest != opts.sha256.lower():
         raise InputError(a.raw, f"SHA-256 {digest} differs from the expected {opts.sha256} in the config")
-    report = validate(read_npz(a.raw), a.raw, opts.layout, opts.measurement)
+    report = validate(read_npz(a.raw, copies=COPIES), a.raw, opts.layout, opts.measurement, cfg["data"])
     report["file"] = {"name": a.raw.name, "sha256": digest, "bytes": a.raw.stat().st_size}
     for warning in report["warnings"]:
         print(f"warning: {a.raw}: {warning}", file=sys.stderr)

@@ -65,7 +65,7 @@ def test_report_describes_the_file(tiny_raw, tmp_path):
 def test_square_stack_is_ambiguous_and_names_the_option(tiny_raw, tmp_path):
     m = 32  # as many patterns as pixels: both stack orders fit
     arrays = {**tiny_raw, "diff3d": tiny_raw["diff3d"][:, :, :m], "xcoords": tiny_raw["xcoords"][:m],
-              "ycoords": tiny_raw["ycoords"][:m]}
+              "ycoords": tiny_raw["ycoords"][:m], "scan_index": tiny_raw["scan_index"][:m]}
     path = save_npz(tmp_path / "square.npz", arrays)
     with pytest.raises(InputError, match="set layout: stack_first or stack_last"):
         canonicalise(read_npz(path), path)

@@ -6,6 +6,7 @@ import os
 
 from ptycho_lib.config import cli_flags
 from ptycho_lib.file_types import RESOURCES, detect_format, ptychodus_product
+from ptycho_lib.formats import linked_files
 
 # The three reconstructions of a scan, each named the same in its folder, rule, metrics
 # key and report category: recon (the network's), baseline (iterative, from a flat
@@ -54,11 +55,11 @@ def imported(dataset):
 
 def raw_files(dataset):
     """The user's files of a scan (what convert reads): a ptychodus folder's
-    diffraction.h5 and product file, or the one CXI file."""
-    path = raw_source(dataset)
-    if raw_format(dataset) != "ptychodus":
-        return [path]
-    return [f"{path}/diffraction.h5", str(ptychodus_product(path))]
+    diffraction.h5 and product file, or the CXI file, and the files they link to."""
+    path, fmt = raw_source(dataset), raw_format(dataset)
+    own = [path] if fmt != "ptychodus" else [f"{path}/diffraction.h5", str(ptychodus_product(path))]
+    # and the data files in its folder that it links to (edited, they rerun convert)
+    return own + [str(p) for p in linked_files(path, fmt)]
 
 
 def contract_input(dataset):

@@ -31,8 +31,12 @@ rule validate:
         "../envs/ptycho.yaml"
     params:
         flags=lambda wc: dataset_flags(wc.dataset, "validate"),
+        # a scan too small for the data settings of its model is refused here
+        data=lambda wc: flags(
+            "validate", "data", data=model_settings(model_of(wc.dataset))
+        ),
     shell:
-        "python -m scripts.validate {input.raw} {output} {params.flags} 2> {log}"
+        "python -m scripts.validate {input.raw} {output} {params.flags} {params.data} 2> {log}"
 
 
 rule transpose:
