@@ -46,5 +46,8 @@ def run(main, argv=None) -> None:
     except (InputError, ValueError, RuntimeError, OSError, MemoryError) as e:
         if debug:
             traceback.print_exc()
+        if isinstance(e, (MemoryError, RecursionError)):  # their messages name no file: name the input
+            subject = next((a for a in argv if not a.startswith("-") and Path(a).exists()), "input")
+            e = f"{subject}: {'not enough memory' if isinstance(e, MemoryError) else 'nested too deeply'} ({e})"
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

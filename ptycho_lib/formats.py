@@ -21,9 +21,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .confined import ConfinedFile
 from .config import DatasetConfig
 from .file_types import PTYCHODUS_PRODUCTS, ptychodus_product
-from .confined import ConfinedFile
 from .io import InputError, atomic_path, sha256_bytes, sha256_file
 
 HC = 6.62607015e-34 * 299792458.0  # Planck constant x speed of light, J m
@@ -300,7 +300,7 @@ def write_product(path, name: str, rec, probe: np.ndarray, indexes: np.ndarray, 
     oy, ox = (float(v) for v in canvas_origin)
     h, w = obj.shape
     wavelength = float(geometry.get("wavelength_m", 0.0))
-    obj = np.where(np.isfinite(obj), obj, 0).astype(np.complex64)
+    obj = obj.astype(np.complex64)  # finite: Reconstruction refuses NaN and Inf
     with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
         def put(key, value):
             return f.create_dataset(key, data=value, track_times=False)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import math
 import mmap
 import os
+import shutil
 import struct
 import tempfile
 import zipfile
@@ -77,6 +79,8 @@ def _check_zip_sizes(path, infos: list[zipfile.ZipInfo]) -> None:
     if len(set(names)) != len(names):
         raise InputError(path, "holds the same member name twice; refusing an ambiguous archive")
     for info in infos:
+        if info.flag_bits & 0x1:
+            raise InputError(path, f"member {info.filename!r} is encrypted; refusing")
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > ZIP_BOMB_MIN_BYTES and ratio > ZIP_BOMB_RATIO:
             raise InputError(path, f"member {info.filename!r} would expand {ratio:.0f}x, from "
@@ -226,11 +230,27 @@ def atomic_path(target):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data reach the disk before the name does: a crash leaves old or new
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if _disk_full(e, target.parent):
+            raise InputError(target, "cannot be written: no space left on the device (free some space and "
+                             "rerun)") from None
         raise
+
+
+def _disk_full(e: BaseException, folder: Path) -> bool:
+    """A write that failed for want of space (torch's writer says only 'file write
+    failed': then the free space decides)."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, RuntimeError) and "write failed" in str(e) and shutil.disk_usage(folder).free < 16 << 20
 
 
 def write_npz(path, arrays: dict[str, np.ndarray], stored=()) -> None:

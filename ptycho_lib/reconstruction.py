@@ -22,6 +22,14 @@ REQUIRED = ("object", "weight", "xcoords", "ycoords", "origin")
 DERIVED = ("amplitude", "phase", "provenance")  # written for readers without this library
 
 
+def check_finite(path, obj: np.ndarray) -> None:
+    """A reconstruction with NaN or Inf stops the pipeline instead of becoming zeros."""
+    bad = int(np.count_nonzero(~np.isfinite(obj)))
+    if bad:
+        raise InputError(path, f"the reconstruction holds NaN or Inf in {bad} of {obj.size} pixels (from "
+                         "non-finite weights, probe or data); refusing it")
+
+
 @dataclass
 class Reconstruction:
     object: np.ndarray  # (H, W) complex64, 0 where no window lit the canvas
@@ -52,6 +60,8 @@ class Reconstruction:
         return self.object[oy:oy + shape[0], ox:ox + shape[1]]
 
     def save(self, path) -> None:
+        """Write the NPZ; an object with NaN or Inf is refused (nothing written)."""
+        check_finite(path, self.object)
         write_npz(path, {
             "object": self.object, "amplitude": np.abs(self.object).astype(np.float32),
             "phase": np.angle(self.object).astype(np.float32), "weight": self.weight,
@@ -67,6 +77,7 @@ class Reconstruction:
         if missing:
             raise InputError(path, f"not a reconstruction (no {', '.join(repr(k) for k in missing)})")
         obj, weight = arrays["object"], arrays["weight"]
+        check_finite(path, obj)
         if obj.ndim != 2 or weight.shape != obj.shape or arrays["origin"].shape != (2,):
             raise InputError(path, f"object {obj.shape}, weight {weight.shape} and origin "
                              f"{arrays['origin'].shape} do not fit together")

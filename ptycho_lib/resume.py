@@ -13,11 +13,17 @@ batches as an uninterrupted one and ends in the same state.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import logging
+import os
 import shutil
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,10 +33,11 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import Sampler
 
 from . import __version__
-from .io import atomic_path
+from .io import InputError, atomic_path
 
 log = logging.getLogger(__name__)
 
+LOCK = ".lock"
 FINGERPRINT = "fingerprint.json"
 CHECKPOINT = "last.ckpt"
 METRICS = "metrics.csv"
@@ -73,11 +80,20 @@ def _array_digest(*arrays) -> str:
     return h.hexdigest()
 
 
+def code_digest() -> str:
+    """SHA-256 over the library's Python sources (name and bytes of each)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def fingerprint(scans, configs, accelerator: str, init: dict | None = None) -> dict:
     """What a checkpoint must share with this run to be resumed: the arrays of every
     scan used (training and validation), every setting, the weights started from
-    (`init`, when adapting a model), the device kind, the version."""
+    (`init`, when adapting a model), the device kind, the version and the code."""
     return {
+        "code": code_digest(),
         "data": [_array_digest(s.amplitude, s.probe, s.x, s.y, np.float64(s.nphotons)) for s in scans if s],
         "init": _array_digest(*(init[k].numpy() for k in sorted(init))) if init else None,
         "config": {type(c).__name__: asdict(c) for c in configs},
@@ -159,3 +175,60 @@ def finish(work: Path, out_dir: Path, names=(CHECKPOINT, METRICS)) -> None:
         if (work / name).exists():
             (work / name).replace(target)
     shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def exclusive(out_dir: Path):
+    """Hold a lock on the training output directory while training; a second
+    training there finds it taken and refuses (the lock goes with its process, so
+    a killed run leaves none behind)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise InputError(out_dir, f"another training (process {owner}) is running in this folder; wait for it "
+                         "or stop it, then rerun") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+_watched = None  # the parent already watched (one watcher per process)
+
+
+def _parent_of(pid: int) -> int | None:
+    """A process's parent, from /proc (None where that cannot be read)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stop_when_orphaned(period: float = 0.5) -> None:
+    """Stop this process (SIGTERM: the checkpoint of the last finished epoch stays for
+    a resume) once its parent or grandparent dies: Snakemake runs a job's command
+    through a shell, so when Snakemake is killed the shell lives on and it is the
+    grandparent that goes. Watches from a daemon thread, once per process."""
+    global _watched
+    parent = os.getppid()
+    if parent == 1 or _watched == parent:
+        return
+    _watched = parent
+    grand = _parent_of(parent)
+
+    def alive() -> bool:
+        return os.getppid() == parent and (grand in (None, 1) or _parent_of(parent) == grand)
+
+    def watch():
+        while alive():
+            time.sleep(period)
+        log.warning("the process that started this training has gone; stopping (a rerun resumes it)")
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -19,7 +20,8 @@ from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launche
 from .data import GroupDataset, ScansDataset, input_scale, make_groups, simulate_like, split_rows
 from .model import PINN
 from .physics import scale_probe
-from .resume import AtomicCheckpointIO, EpochShuffle, finish, fingerprint, resume_point
+from .resume import (AtomicCheckpointIO, EpochShuffle, exclusive, finish, fingerprint, resume_point,
+                     stop_when_orphaned)
 from .scan import Scan
 
 
@@ -145,35 +147,39 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
                                      len(train_set.datasets), len(val_set) if val_set else "none")
     train_loader, val_loader = make_loaders(train_set, val_set, train_cfg, execution)
     # write to a scratch directory; only a finished run's files reach out_dir. A run
-    # killed earlier with the same data and settings resumes from its last checkpoint
-    # (decided once, by the launcher; DDP's extra processes follow its decision).
+    # killed earlier with the same data, settings and code resumes from its last
+    # checkpoint (decided once, by the launcher; DDP's extra processes follow it).
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = out_dir / ".work"
-    if is_launcher_child():
-        ckpt_path = work / "last.ckpt" if (work / "last.ckpt").is_file() else None
-    else:
-        ckpt_path = resume_point(work, fingerprint([*scans, val_scan], [data, model, train_cfg], accelerator, init))
-    trainer = L.Trainer(
-        max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,
-        strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
-        deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
-        callbacks=[PreciseBatchNorm(train_set.inputs, train_cfg.batch_size * data.gridsize**2),
-                   ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
-                   *runtime.callbacks(train_cfg, work), *callbacks],
-        enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
-        default_root_dir=work, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-    )
-    with warnings.catch_warnings():
-        # the data are in memory: worker processes would only add start-up cost
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        # checkpoints/, logs/ and the resume fingerprint live there
-        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
-    if not trainer.is_global_zero:
-        return None
-    _mark_best(runtime.best_checkpoint(trainer), work)
-    finish(work, out_dir, ("last.ckpt", "best.ckpt", "metrics.csv", "checkpoints", "logs"))
-    return out_dir / "best.ckpt"
+    stop_when_orphaned()
+    child = is_launcher_child()  # DDP's extra processes: the launcher holds the lock and decides
+    with nullcontext() if child else exclusive(out_dir):
+        work = out_dir / ".work"
+        if child:
+            ckpt_path = work / "last.ckpt" if (work / "last.ckpt").is_file() else None
+        else:
+            ckpt_path = resume_point(work, fingerprint([*scans, val_scan], [data, model, train_cfg], accelerator,
+                                                       init))
+        trainer = L.Trainer(
+            max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,
+            strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
+            deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
+            callbacks=[PreciseBatchNorm(train_set.inputs, train_cfg.batch_size * data.gridsize**2),
+                       ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
+                       *runtime.callbacks(train_cfg, work), *callbacks],
+            enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
+            default_root_dir=work, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
+        )
+        with warnings.catch_warnings():
+            # the data are in memory: worker processes would only add start-up cost
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            # checkpoints/, logs/ and the resume fingerprint live there
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+        if not trainer.is_global_zero:
+            return None
+        _mark_best(runtime.best_checkpoint(trainer), work)
+        finish(work, out_dir, ("last.ckpt", "best.ckpt", "metrics.csv", "checkpoints", "logs"))
+        return out_dir / "best.ckpt"
 
 
 def start_from(module: PINN, state: dict[str, torch.Tensor]) -> None:

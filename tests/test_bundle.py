@@ -102,12 +102,19 @@ def test_truncated_archive_is_refused(bundle, keep):
         load_network(path)
 
 
+def _sealed(manifest: dict) -> str:
+    """The manifest with its own SHA-256 recomputed, as a careful attacker would."""
+    manifest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = lambda m: json.dumps(m, indent=2, sort_keys=True) + "\n"  # noqa: E731
+    return text({**manifest, "manifest_sha256": hashlib.sha256(text(manifest).encode()).hexdigest()})
+
+
 def _with_weights(path, blob):
     """Replace wts.h5 and record its true hash, as a careful attacker would."""
     m = _members(path)
     manifest = json.loads(m["manifest.json"])
     manifest["members"]["wts.h5"] = hashlib.sha256(blob).hexdigest()
-    _rewrite(path, {"manifest.json": json.dumps(manifest), "wts.h5": blob})
+    _rewrite(path, {"manifest.json": _sealed(manifest), "wts.h5": blob})
 
 
 def test_a_pickle_in_place_of_the_weights_is_never_unpickled(bundle, tmp_path):
