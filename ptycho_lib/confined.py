@@ -146,12 +146,15 @@ class ConfinedFile:
             if not isinstance(src, h5py.Dataset) or src.is_virtual or src.external:
                 raise InputError(self.path, f"{what}: virtual dataset source {source.file_name}:{source.dset_name} "
                                  "is missing or not a plain dataset")
-            if source.src_space.get_select_npoints():
+            points = source.vspace.get_select_npoints()
+            short = src.size < points  # the rest would be read as fill values
+            if not short and source.src_space.get_select_type() == h5py.h5s.SEL_HYPERSLABS:
                 _, end = source.src_space.get_select_bounds()
-                if len(end) != src.ndim or any(e >= s for e, s in zip(end, src.shape)):
-                    raise InputError(self.path, f"{what}: virtual dataset source {source.file_name}:"
-                                     f"{source.dset_name} {src.shape} is smaller than its mapping")
-            mapped += source.vspace.get_select_npoints()
+                short = len(end) != src.ndim or any(e >= s for e, s in zip(end, src.shape))
+            if short:
+                raise InputError(self.path, f"{what}: virtual dataset source {source.file_name}:"
+                                 f"{source.dset_name} {src.shape} is smaller than its mapping")
+            mapped += points
         if mapped < ds.size:
             raise InputError(self.path, f"{what}: the virtual dataset's sources cover {mapped} of its "
                              f"{ds.size} values; refusing to read fill values as data")

@@ -101,7 +101,8 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
             measurement = "counts"  # whole numbers stored as floats
         else:
             measurement = "amplitude"  # the contract's meaning of real-valued patterns
-    largest = float(diff.max()) ** (2 if measurement == "amplitude" else 1)
+    with np.errstate(over="ignore"):
+        largest = float(np.float64(diff.max()) ** (2 if measurement == "amplitude" else 1))
     if largest > FLOAT32_SAFE:
         raise InputError(path, f"'{key}' reaches an intensity of {largest:.3g} photons in one pixel, beyond the "
                          f"{FLOAT32_SAFE:g} that float32 arithmetic keeps; check its scale")
@@ -259,9 +260,11 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
                          "dataset in config/config.yaml to scale it")
     else:
         nph, source = measured, "sum of squared amplitudes (assumed sqrt(counts))"
-    if float(d.max()) ** 2 > FLOAT32_SAFE:
+    with np.errstate(over="ignore"):
+        largest = float(np.float64(d.max()) ** 2)
+    if largest > FLOAT32_SAFE:
         raise InputError(path, f"scaled to nphotons {nph:g}, '{det.key}' would reach an intensity of "
-                         f"{float(d.max()) ** 2:.3g} photons in one pixel, beyond float32's safe {FLOAT32_SAFE:g}")
+                         f"{largest:.3g} photons in one pixel, beyond float32's safe {FLOAT32_SAFE:g}")
     out = {
         "diffraction": d.astype(np.float32),
         "probeGuess": raw["probeGuess"].astype(np.complex64),

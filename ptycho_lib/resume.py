@@ -80,10 +80,10 @@ def _array_digest(*arrays) -> str:
     return h.hexdigest()
 
 
-def code_digest() -> str:
+def code_digest(folder: Path = Path(__file__).parent) -> str:
     """SHA-256 over the library's Python sources (name and bytes of each)."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(Path(folder).glob("*.py")):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -126,7 +126,7 @@ def resume_point(work: Path, print_: dict) -> Path | None:
             _keep_earlier_metrics(work, epoch)
             return ckpt
         log.warning("discarding an unfinished run in %s: %s", work,
-                    "its checkpoint is unreadable" if same else "it used other data or settings")
+                    "its checkpoint is unreadable" if same else "it used other data, settings or code")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     with atomic_path(stamp) as tmp:

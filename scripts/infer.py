@@ -44,10 +44,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv):
     a, cfg = cli.parse(parser(), argv)
     output = a.output or a.output_dir / f"{a.test_data.stem}.npz"
-    torch.set_num_threads(torch_threads(cfg["execution"]))
-    device = pick_accelerator(cfg["execution"].accelerator)
     scan = load_scan(a.test_data, mmap=True)  # patterns read batch by batch from the file
     net, manifest = load_network(a.model_path, n=scan.n, gridsize=a.gridsize)
+    torch.set_num_threads(torch_threads(cfg["execution"]))
+    device = pick_accelerator(cfg["execution"].accelerator)
     progress = None if cfg["execution"].quiet else (lambda batches: tqdm(batches, desc="infer", unit="batch"))
     rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers, progress)
     rec.provenance = {
