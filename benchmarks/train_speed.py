@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import Callback
 import scans
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, TrainConfig
 from ptycho_lib.contract import canonicalise
-from ptycho_lib.data import split_rows
+from ptycho_lib.scan import split_rows
 from ptycho_lib.geometry import scanned_region
 from ptycho_lib.io import read_npz
 from ptycho_lib.iterative import Solver, SolverConfig

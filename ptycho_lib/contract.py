@@ -9,11 +9,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .config import LAYOUTS, MEASUREMENTS
-from .data import split_rows
 from .geometry import windows_outside
 from .io import InputError
 from .neighbours import nearest_neighbours
-from .scan import GEOMETRY
+from .scan import GEOMETRY, split_rows
 
 COPIES = 4  # float64 copies of the patterns checking and converting make (what reading must budget for)
 FLOAT32_SAFE = 1e30  # intensities (and |P|^2) stay below this, and above its inverse for the probe, so that

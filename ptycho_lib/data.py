@@ -26,16 +26,6 @@ def input_scale(amplitude: np.ndarray, chunk: int = 1024) -> float:
     return float((n / 2) / np.sqrt(float(np.mean(energies))))
 
 
-def split_rows(y: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out the band of the scan with the largest y (whole rows of a raster scan), so
-    no validation position lies inside the training region; returns (train, val)."""
-    order = np.argsort(y, kind="stable")
-    n_val = int(round(len(y) * val_fraction))
-    if val_fraction > 0 and n_val == 0:
-        n_val = 1
-    return np.sort(order[: len(y) - n_val]), np.sort(order[len(y) - n_val:])
-
-
 def make_groups(pos: np.ndarray, gridsize: int, neighbours: int, n_groups: int, seed: int) -> np.ndarray:
     """(G, C) indices into `pos`: a seed position plus C-1 of its K nearest neighbours."""
     m = len(pos)

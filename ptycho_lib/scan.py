@@ -61,3 +61,13 @@ def scan_from(canonical: dict) -> Scan:
     c = canonical
     return Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]),
                 c.get("objectGuess"), {k: c[k] for k in GEOMETRY if k in c})
+
+
+def split_rows(y: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out the band of the scan with the largest y (whole rows of a raster scan), so
+    no validation position lies inside the training region; returns (train, val)."""
+    order = np.argsort(y, kind="stable")
+    n_val = int(round(len(y) * val_fraction))
+    if val_fraction > 0 and n_val == 0:
+        n_val = 1
+    return np.sort(order[: len(y) - n_val]), np.sort(order[len(y) - n_val:])

@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader
 
 from . import runtime
 from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launcher_child
-from .data import GroupDataset, ScansDataset, input_scale, make_groups, simulate_like, split_rows
+from .data import GroupDataset, ScansDataset, input_scale, make_groups, simulate_like
 from .model import PINN
 from .physics import scale_probe
 from .resume import (AtomicCheckpointIO, EpochShuffle, exclusive, finish, fingerprint, resume_point,
                      stop_when_orphaned)
-from .scan import Scan
+from .scan import Scan, split_rows
 
 
 def build_datasets(scans: list[Scan], val_scan: Scan | None, data: DataConfig, seed: int, scales: list[float],

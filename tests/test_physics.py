@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ptycho_lib import physics
-from ptycho_lib.data import make_groups, split_rows
+from ptycho_lib.data import make_groups
+from ptycho_lib.scan import split_rows
 from ptycho_lib.simulate import probe_from_pupil, pupil
 from helpers import fourier_shift
 from ptycho_lib.geometry import canvas_geometry, shift_ramps

@@ -206,7 +206,8 @@ def test_exported_batch_norm_statistics_are_those_of_the_final_weights(data, tmp
     import torch
     from torch.nn import functional as F
 
-    from ptycho_lib.data import input_scale, split_rows
+    from ptycho_lib.data import input_scale
+    from ptycho_lib.scan import split_rows
     from ptycho_lib.scan import load_scan
     from ptycho_lib.model import PtychoNet
 
