@@ -48,6 +48,7 @@ def run(main, argv=None) -> None:
             traceback.print_exc()
         if isinstance(e, (MemoryError, RecursionError)):  # their messages name no file: name the input
             subject = next((a for a in argv if not a.startswith("-") and Path(a).exists()), "input")
-            e = f"{subject}: {'not enough memory' if isinstance(e, MemoryError) else 'nested too deeply'} ({e})"
+            what = "not enough memory" if isinstance(e, MemoryError) else "nested too deeply"
+            e = f"{subject}: {what}" + (f" ({e})" if str(e) else "")
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -179,24 +179,34 @@ def finish(work: Path, out_dir: Path, names=(CHECKPOINT, METRICS)) -> None:
 
 @contextmanager
 def exclusive(out_dir: Path):
-    """Hold a lock on the training output directory while training; a second
-    training there finds it taken and refuses (the lock goes with its process, so
-    a killed run leaves none behind)."""
+    """Hold a lock on the training output directory while training (the file .lock,
+    holding the trainer's PID, removed at the end); a second training there finds it
+    taken and refuses. The lock goes with its process, so a killed run leaves at most
+    a stale file that the next run takes over."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    lock = out_dir / LOCK
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InputError(out_dir, f"another training (process {owner}) is running in this folder; wait for "
+                             "it or stop it, then rerun") from None
+        try:  # the file may have been removed by its last holder between our open and lock
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise InputError(out_dir, f"another training (process {owner}) is running in this folder; wait for it "
-                         "or stop it, then rerun") from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
+        lock.unlink(missing_ok=True)
         os.close(fd)
 
 

@@ -123,3 +123,19 @@ def test_an_edited_data_file_reruns_convert_and_the_pin_catches_it(tiny_raw, tmp
     assert proc.returncode != 0 and not (work / target).exists()
     log = (work / "logs/convert/eiger.log").read_text().strip().splitlines()
     assert len(log) == 1 and "SHA-256 (of the files it reads)" in log[0] and f"expected {digest}" in log[0]
+
+
+def test_a_file_linking_outside_its_folder_never_reaches_results(tiny_raw, tmp_path):
+    """Through the workflow: refused at convert, and still refused after the outside
+    file changes (the pin cannot be defeated by editing it: it is never read)."""
+    work = copy_repo(tmp_path / "repo")
+    case = write_case("entry_group_linked_to_another_file", tiny_raw, work / "resources" / "linked")
+    cfg = work / "linked.yaml"
+    cfg.write_text(f"datasets:\n  linked: {{path: {case.subject.relative_to(work)}}}\n")
+    for attempt in range(2):
+        proc = snakemake(work, "results/canonical/linked.npz", "--cores", "1", "--configfile", str(cfg), check=False)
+        assert proc.returncode != 0
+        log = (work / "logs/convert/linked.log").read_text().strip().splitlines()
+        assert len(log) == 1 and "outside the folder" in log[0]
+        assert not (work / "results/imported").exists() or list((work / "results/imported").iterdir()) == []
+        write_cxi(work / "resources/linked/outside/other.cxi", {**tiny_raw, "diff3d": tiny_raw["diff3d"] * 2})
