@@ -57,7 +57,11 @@ def raw_files(dataset):
     """The user's files of a scan (what convert reads): a ptychodus folder's
     diffraction.h5 and product file, or the CXI file, and the files they link to."""
     path, fmt = raw_source(dataset), raw_format(dataset)
-    own = [path] if fmt != "ptychodus" else [f"{path}/diffraction.h5", str(ptychodus_product(path))]
+    own = (
+        [path]
+        if fmt != "ptychodus"
+        else [f"{path}/diffraction.h5", str(ptychodus_product(path))]
+    )
     # and the data files in its folder that it links to (edited, they rerun convert)
     return own + [str(p) for p in linked_files(path, fmt)]
 
