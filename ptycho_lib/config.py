@@ -204,8 +204,10 @@ class ExecConfig:
                            "gpu/cuda request gpu = devices from the scheduler", choices=("auto", "cpu", "gpu", "cuda",
                                                                                           "mps"),
                            only=("train", "infer"), rule=False)
-    devices: int = opt(1, "devices (or CPU processes) to train on; more than 1 trains with DDP", min=1,
-                       only=("train",))
+    devices: int = opt(1, "devices (or CPU processes) to train on, on each node; more than 1 trains with DDP",
+                       min=1, only=("train",))
+    nodes: int = opt(1, "nodes one training spans (under the SLURM profile: srun starts one task per device on "
+                     "each; more than 1 needs devices >= 2)", min=1, only=("train",))
     threads: int = opt(2, "CPU cores of the job, loader workers included; torch uses threads - num_workers (capped "
                        "by Snakemake's --cores)", min=1, rule=False)
     num_workers: int = opt(0, "data-loader worker processes (the data are in memory: 0 is fastest on CPU)", min=0,
@@ -466,6 +468,9 @@ def validate(cfg: dict) -> None:
                              "(without workers nothing is loaded ahead)")
         if ex.persistent_workers and ex.num_workers == 0:
             raise ValueError("--persistent-workers needs --num-workers > 0 (there are no workers to keep)")
+        if ex.nodes > 1 and ex.devices < 2:
+            raise ValueError(f"--nodes {ex.nodes} needs --devices 2 or more per node (SLURM's executor starts a "
+                             "training of several tasks with at least two per node)")
         if ex.devices > 1 and ex.accelerator == "mps":
             raise ValueError(f"--devices {ex.devices} is not possible with --accelerator mps (one device)")
     tr = cfg.get("train")

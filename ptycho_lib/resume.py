@@ -55,20 +55,35 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class EpochShuffle(Sampler[int]):
     """A permutation drawn from (seed, epoch): the order of an epoch does not depend on
-    how many epochs this process has run (Lightning calls set_epoch every epoch)."""
+    how many epochs this process has run (Lightning calls set_epoch every epoch).
+    Under DDP (a process group of N ranks) rank r takes the r-th `batch_size` of every
+    N x batch_size block: step k of the N ranks together holds exactly the groups of
+    step k of one device with batch N x batch_size (a ragged last block is dropped)."""
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, batch_size: int = 1):
+        self.size, self.seed, self.batch_size, self.epoch = size, seed, batch_size, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @staticmethod
+    def _ranks() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
     def __len__(self) -> int:
-        return self.size
+        _, world = self._ranks()
+        return self.size if world == 1 else self.size // (world * self.batch_size) * self.batch_size
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g).tolist())
+        order = torch.randperm(self.size, generator=g)
+        rank, world = self._ranks()
+        if world > 1:
+            block = world * self.batch_size
+            order = order[: self.size // block * block].reshape(-1, world, self.batch_size)[:, rank].reshape(-1)
+        return iter(order.tolist())
 
 
 def _array_digest(*arrays) -> str:
@@ -100,6 +115,45 @@ def fingerprint(scans, configs, accelerator: str, init: dict | None = None) -> d
         "accelerator": accelerator,
         "library_version": __version__,
     }
+
+
+LAUNCH = "launch.json"  # the launcher's decision, for the tasks SLURM starts beside it
+
+
+def _srun_launch() -> str | None:
+    """The identity of this start of a training that srun launched as several tasks
+    (job, step, restart count), None otherwise."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) < 2 or "SLURM_PROCID" not in os.environ:
+        return None
+    return ".".join(os.environ.get(k, "") for k in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT"))
+
+
+def announce(work: Path, ckpt: Path | None) -> None:
+    """Rank 0 of an srun launch tells the other tasks whether it resumes."""
+    launch = _srun_launch()
+    if launch is not None:
+        with atomic_path(Path(work) / LAUNCH) as tmp:
+            tmp.write_text(json.dumps({"launch": launch, "resume": ckpt is not None}))
+
+
+def launcher_decision(work: Path, timeout: float = 600) -> Path | None:
+    """The checkpoint the other processes resume from: rank 0's choice. Lightning starts
+    its extra processes after rank 0 has chosen (the checkpoint is there or not);
+    tasks that srun starts together wait for rank 0's announcement of this launch."""
+    work = Path(work)
+    launch = _srun_launch()
+    deadline = time.monotonic() + timeout
+    while launch is not None:
+        try:
+            said = json.loads((work / LAUNCH).read_text())
+            if said.get("launch") == launch:
+                return work / CHECKPOINT if said["resume"] else None
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{work}: rank 0 of this training said nothing in {timeout:.0f} s")
+        time.sleep(0.2)
+    return work / CHECKPOINT if (work / CHECKPOINT).is_file() else None
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
@@ -178,14 +232,16 @@ def finish(work: Path, out_dir: Path, names=(CHECKPOINT, METRICS)) -> None:
 
 
 @contextmanager
-def exclusive(out_dir: Path):
+def exclusive(out_dir: Path, wait: float = 0):
     """Hold a lock on the training output directory while training (the file .lock,
     holding the trainer's PID, removed at the end); a second training there finds it
-    taken and refuses. The lock goes with its process, so a killed run leaves at most
-    a stale file that the next run takes over."""
+    taken and refuses, after waiting up to `wait` seconds for it (a retried cluster job
+    whose cancelled predecessor is still being killed). The lock goes with its process,
+    so a killed run leaves at most a stale file that the next run takes over."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = out_dir / LOCK
+    deadline = time.monotonic() + wait
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -193,6 +249,9 @@ def exclusive(out_dir: Path):
         except OSError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
+            if time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
             raise InputError(out_dir, f"another training (process {owner}) is running in this folder; wait for "
                              "it or stop it, then rerun") from None
         try:  # the file may have been removed by its last holder between our open and lock

@@ -144,5 +144,11 @@ def best_checkpoint(trainer: L.Trainer) -> ModelCheckpoint:
 
 
 def strategy(execution: ExecConfig) -> str:
-    """Several devices (or CPU processes): DDP, each process rerunning the command line."""
-    return "ddp" if execution.devices > 1 else "auto"
+    """Several devices (or CPU processes) or nodes: DDP. On one machine Lightning starts
+    the extra processes itself, each rerunning the command line; under srun, SLURM has
+    started one task per device on each node and Lightning takes the ranks from it."""
+    tasks = execution.devices * execution.nodes
+    if execution.nodes > 1 and os.environ.get("SLURM_NTASKS") != str(tasks):
+        raise RuntimeError(f"--nodes {execution.nodes} trains across nodes only as {tasks} SLURM tasks (the train rule "
+                           "under the SLURM profile starts them with srun); on one machine use --devices alone")
+    return "ddp" if tasks > 1 else "auto"

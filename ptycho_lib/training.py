@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -20,8 +21,8 @@ from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launche
 from .data import GroupDataset, ScansDataset, input_scale, make_groups, simulate_like
 from .model import PINN
 from .physics import scale_probe
-from .resume import (AtomicCheckpointIO, EpochShuffle, exclusive, finish, fingerprint, resume_point,
-                     stop_when_orphaned)
+from .resume import (AtomicCheckpointIO, EpochShuffle, announce, exclusive, finish, fingerprint, launcher_decision,
+                     resume_point, stop_when_orphaned)
 from .scan import Scan, split_rows
 
 
@@ -108,7 +109,7 @@ def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConf
     loader = runtime.loader_options(execution)
     # shuffled from (seed, epoch), so a resumed run sees the batches an uninterrupted one would
     train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size,
-                              sampler=EpochShuffle(len(train_set), train_cfg.seed), **loader)
+                              sampler=EpochShuffle(len(train_set), train_cfg.seed, train_cfg.batch_size), **loader)
     val_loader = DataLoader(val_set, batch_size=4 * train_cfg.batch_size, **loader) if val_set else None
     return train_loader, val_loader
 
@@ -142,8 +143,8 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
     if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
         raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "
                          "--test_data_file, or monitor train_loss")
-    logging.getLogger(__name__).info("training on %s x%d: %d groups of %d from %d scans, validation %s",
-                                     accelerator, execution.devices, len(train_set), data.gridsize**2,
+    logging.getLogger(__name__).info("training on %s x%d x%d nodes: %d groups of %d from %d scans, validation %s",
+                                     accelerator, execution.devices, execution.nodes, len(train_set), data.gridsize**2,
                                      len(train_set.datasets), len(val_set) if val_set else "none")
     train_loader, val_loader = make_loaders(train_set, val_set, train_cfg, execution)
     # write to a scratch directory; only a finished run's files reach out_dir. A run
@@ -152,15 +153,21 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
     out_dir.mkdir(parents=True, exist_ok=True)
     stop_when_orphaned()
     child = is_launcher_child()  # DDP's extra processes: the launcher holds the lock and decides
-    with nullcontext() if child else exclusive(out_dir):
+    # a retried SLURM job may start while the cancelled one is still being killed (KillWait)
+    with nullcontext() if child else exclusive(out_dir, wait=120 if "SLURM_JOB_ID" in os.environ else 0):
         work = out_dir / ".work"
         if child:
-            ckpt_path = work / "last.ckpt" if (work / "last.ckpt").is_file() else None
+            ckpt_path = launcher_decision(work)
         else:
             ckpt_path = resume_point(work, fingerprint([*scans, val_scan], [data, model, train_cfg], accelerator,
                                                        init))
+            announce(work, ckpt_path)
         trainer = L.Trainer(
             max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,
+            # several tasks: EpochShuffle deals each its share of every global batch; on
+            # CUDA the batch norms also take the global batch's statistics (not on CPU)
+            num_nodes=execution.nodes, use_distributed_sampler=False,
+            sync_batchnorm=execution.devices * execution.nodes > 1 and accelerator == "cuda",
             strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
             deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
             callbacks=[PreciseBatchNorm(train_set.inputs, train_cfg.batch_size * data.gridsize**2),

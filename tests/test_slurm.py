@@ -8,6 +8,7 @@ train and recon go through sbatch exactly as written there. Skipped where the pa
 are missing, except in CI (CI=true), where it fails instead.
 """
 
+import json
 import os
 import pwd
 import shutil
@@ -24,7 +25,7 @@ import yaml
 from conftest import REPO, TINY
 from ptycho_lib.io import read_npz, write_npz
 from ptycho_lib.simulate import simulate
-from helpers import TINY_CONFIG, copy_repo
+from helpers import TINY_CONFIG, copy_repo, snakemake
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
 PROFILE = REPO / "workflow/profiles/slurm/config.yaml"
@@ -198,3 +199,93 @@ def partitions_of(profile: Path) -> list[str]:
 
 def gpu_model(profile: Path) -> str:
     return yaml.safe_load(profile.read_text())["set-resources"]["train"]["gpu_model"]
+
+
+# 96 groups per epoch: in batches of 8, 12 optimiser steps on one task, 6 on each of two
+TASKS_CONFIG = {
+    "data": {"n_groups": 96},
+    "model": {"width": 8},
+    "train": {"batch_size": 8, "max_epochs": 8},
+    "infer": {"batch_size": 16},
+    "execution": {"accelerator": "cpu", "threads": 2},
+    "resources": {"train": {"mem_mb": 1500, "runtime": 20}, "infer": {"mem_mb": 500, "runtime": 10}},
+}
+
+
+def _config(work, devices, batch_size=8):
+    cfg = work / f"tasks{devices}x{batch_size}.yaml"
+    cfg.write_text(yaml.safe_dump({**TASKS_CONFIG, "execution": {**TASKS_CONFIG["execution"], "devices": devices},
+                                   "train": {**TASKS_CONFIG["train"], "batch_size": batch_size}}))
+    return cfg.name
+
+
+def _submit(cluster, work, target, devices, batch_size=8, background=False):
+    cmd = ["timeout", "-s", "INT", "600", sys.executable, "-m", "snakemake", target, "--workflow-profile", "slurm",
+           "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs",
+           "--configfile", _config(work, devices, batch_size)]
+    if background:
+        return subprocess.Popen(cmd, cwd=work, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    proc = subprocess.run(cmd, cwd=work, env=cluster.env, capture_output=True, text=True)
+    logs = "".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in (work / ".snakemake/slurm_logs").rglob("*.log"))
+    assert proc.returncode == 0, f"{(proc.stdout + proc.stderr)[-3000:]}\n{logs[-6000:]}\n{cluster.logs()}"
+    return proc
+
+
+def _steps(work, model):
+    import csv
+    rows = list(csv.DictReader((work / f"results/train/{model}/metrics.csv").open()))
+    return [int(r["epoch"]) for r in rows], [int(r["step"]) for r in rows]
+
+
+def test_one_training_as_two_slurm_tasks_matches_one_task(cluster, tmp_path):
+    """devices: 2 under the profile: srun starts two tasks, Lightning takes its two ranks
+    from SLURM, each epoch takes half the steps of one task, and the model is as good as
+    the one-task model trained on the same global batch (2 x 8 groups a step)."""
+    work = copy_repo(tmp_path / "repo")
+    scan = simulate(TINY)
+    for name in ("eight", "one", "two"):
+        write_npz(work / f"resources/{name}.npz", scan)
+    snakemake(work, "results/train/eight/last.ckpt", "--cores", "2", "--configfile", _config(work, 1))  # locally
+    _submit(cluster, work, "results/metrics/recon/one.json", 1, batch_size=16)
+    _submit(cluster, work, "results/metrics/recon/two.json", 2)
+    log = (work / "logs/train/two.log").read_text()
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]
+    assert "is available on your system but is not used" not in log  # SLURM started the tasks, not Lightning
+    assert "MEMBER" not in (work / "logs/train/one.log").read_text()
+    (epochs8, steps8), (epochs1, steps1), (epochs2, steps2) = (_steps(work, m) for m in ("eight", "one", "two"))
+    assert epochs8 == epochs1 == epochs2 == list(range(8))
+    assert steps8 == [12 * (e + 1) for e in epochs8] and steps2 == [6 * (e + 1) for e in epochs2] == steps1
+    one, two = (json.loads((work / f"results/metrics/recon/{d}.json").read_text()) for d in ("one", "two"))
+    assert abs(one["phase_ssim"] - two["phase_ssim"]) <= 0.02, (one["phase_ssim"], two["phase_ssim"])
+    jobs = [dict(f.split("=", 1) for f in line.split() if "=" in f)
+            for line in cluster.run("scontrol", "show", "job", "-o").stdout.splitlines()]
+    train = [j for j in jobs if "rule_train_wildcards_two" in j.get("Comment", "")]
+    assert [j["NumTasks"] for j in train] == ["2"], train
+
+
+def test_a_two_task_training_killed_by_slurm_is_retried_and_resumes(cluster, tmp_path):
+    work = copy_repo(tmp_path / "repo")
+    write_npz(work / "resources/three.npz", simulate(TINY))
+    job = _submit(cluster, work, "results/train/three/last.ckpt", 2, background=True)
+    scratch = work / "results/train/three/.work/last.ckpt"
+    deadline = time.time() + 300
+    while _epoch(scratch) < 1 and job.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    queue = cluster.run("squeue", "-h", "-o", "%i %k").stdout.split("\n")
+    train = [line.split()[0] for line in queue if "rule_train" in line]
+    assert train, queue
+    cluster.run("scancel", train[0])  # as a preemption or a time-out would
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, out[-4000:] + cluster.logs()
+    assert "resuming from the checkpoint saved after epoch" in (work / "logs/train/three.log").read_text()
+    epochs, steps = _steps(work, "three")
+    assert epochs == list(range(8)) and steps == [6 * (e + 1) for e in epochs]
+
+
+def _epoch(ckpt):
+    import torch
+    try:
+        return torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+    except Exception:  # not there yet
+        return -1

@@ -174,6 +174,22 @@ def sources(script):
     return sorted(found)
 
 
+def task_launcher():
+    """How the train and adapt rules start a training of several tasks: under the
+    SLURM executor (when submitting, and inside the job it runs remotely) srun
+    starts one task per device on each node and Lightning takes its ranks from SLURM
+    (the `mpi` resource: the job is then not wrapped in a one-task job step); elsewhere
+    nothing, and Lightning starts the extra processes itself."""
+    ex = config["execution"]
+    plugin = workflow.executor_plugin
+    submitting = plugin is not None and plugin.name == "slurm"
+    in_job = workflow.remote_exec and "SLURM_JOB_ID" in os.environ
+    on_slurm = submitting or in_job
+    if on_slurm and ex["devices"] * ex["nodes"] > 1:
+        return f"srun --ntasks-per-node={ex['devices']} --nodes={ex['nodes']} --kill-on-bad-exit=1"
+    return ""
+
+
 def gpu_count(accelerator, devices=1):
     """GPUs a train/infer job requests: the devices when the accelerator is a GPU."""
     return devices if accelerator in ("gpu", "cuda") else 0

@@ -29,6 +29,10 @@ rule train:
         ),
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
+        # one training as SLURM tasks: devices per node on `nodes` nodes, srun-started
+        tasks_per_node=config["execution"]["devices"],
+        nodes=config["execution"]["nodes"],
+        mpi=lambda wc: task_launcher(),
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
         flags=lambda wc: flags(
@@ -40,7 +44,7 @@ rule train:
             data=model_settings(wc.model),
         ),
     shell:
-        "python -m scripts.train --train-data-file {input.data} --output-dir {params.outdir}"
+        "{resources.mpi} python -m scripts.train --train-data-file {input.data} --output-dir {params.outdir}"
         " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
 
 
@@ -74,6 +78,9 @@ rule adapt:
         ),
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
+        tasks_per_node=config["execution"]["devices"],
+        nodes=config["execution"]["nodes"],
+        mpi=lambda wc: task_launcher(),
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
         # the reused model's own scan only, for adapt_epochs epochs
@@ -87,7 +94,7 @@ rule adapt:
             train={"max_epochs": dataset_settings(wc.dataset)["adapt_epochs"]},
         ),
     shell:
-        "(python -m scripts.train --init-model {input.bundle} --train-data-file {input.data}"
+        "({resources.mpi} python -m scripts.train --init-model {input.bundle} --train-data-file {input.data}"
         " --output-dir {params.outdir} {params.flags}"
         " --accelerator {resources.accelerator} --threads {threads} --quiet"
         " && python -m scripts.export {output.best} {output.bundle}) 2> {log}"
