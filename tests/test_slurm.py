@@ -241,14 +241,19 @@ def _steps(work, model):
 def test_one_training_as_two_slurm_tasks_matches_one_task(cluster, tmp_path):
     """devices: 2 under the profile: srun starts two tasks, Lightning takes its two ranks
     from SLURM, each epoch takes half the steps of one task, and the model is as good as
-    the one-task model trained on the same global batch (2 x 8 groups a step)."""
+    the one-task model trained on the same global batch (2 x 8 groups a step). Only the
+    training goes through SLURM; the stages around it run locally."""
     work = copy_repo(tmp_path / "repo")
     scan = simulate(TINY)
     for name in ("eight", "one", "two"):
         write_npz(work / f"resources/{name}.npz", scan)
-    snakemake(work, "results/train/eight/last.ckpt", "--cores", "2", "--configfile", _config(work, 1))  # locally
-    _submit(cluster, work, "results/metrics/recon/one.json", 1, batch_size=16)
-    _submit(cluster, work, "results/metrics/recon/two.json", 2)
+    local = ("--cores", "2", "--configfile")
+    snakemake(work, "results/train/eight/last.ckpt", *local, _config(work, 1))
+    snakemake(work, "results/metrics/recon/one.json", *local, _config(work, 1, batch_size=16))
+    snakemake(work, "results/canonical/two.npz", *local, _config(work, 2))
+    _submit(cluster, work, "results/train/two/last.ckpt", 2)
+    snakemake(work, "results/metrics/recon/two.json", *local, _config(work, 2))
+    assert not (work / ".snakemake/slurm_logs/rule_train/one").exists()
     log = (work / "logs/train/two.log").read_text()
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]
     assert "is available on your system but is not used" not in log  # SLURM started the tasks, not Lightning
@@ -267,6 +272,7 @@ def test_one_training_as_two_slurm_tasks_matches_one_task(cluster, tmp_path):
 def test_a_two_task_training_killed_by_slurm_is_retried_and_resumes(cluster, tmp_path):
     work = copy_repo(tmp_path / "repo")
     write_npz(work / "resources/three.npz", simulate(TINY))
+    snakemake(work, "results/canonical/three.npz", "--cores", "2", "--configfile", _config(work, 2))
     job = _submit(cluster, work, "results/train/three/last.ckpt", 2, background=True)
     scratch = work / "results/train/three/.work/last.ckpt"
     deadline = time.time() + 300
