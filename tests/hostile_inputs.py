@@ -23,11 +23,9 @@ from beamline_files import padded_counts, write_cxi, write_ptychodus
 from ptycho_lib.bundle import write_bundle
 from ptycho_lib.config import ModelConfig
 from ptycho_lib.contract import canonicalise
+from ptycho_lib.formats import EV
 from ptycho_lib.io import write_npz
 from ptycho_lib.model import PINN
-from ptycho_lib.reconstruction import Reconstruction
-
-EV = 1.602176634e-19
 
 
 @dataclass
