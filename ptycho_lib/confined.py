@@ -82,12 +82,7 @@ class ConfinedFile:
     def dataset(self, name: str, what: str) -> h5py.Dataset | None:
         """The dataset at `name` (None when there is nothing there), after checking
         every link on the way and where its data are stored."""
-        try:
-            item = self._walk(self.root, name, what, 0)
-        except RecursionError:
-            item = "loop"
-        if item == "loop":
-            raise InputError(self.path, f"{what} /{name}: more than {MAX_LINKS} links on the way (a soft-link loop?)")
+        item = self._walk(self.root, name, f"{what} /{name}", 0)
         if item is None:
             return None
         if not isinstance(item, h5py.Dataset):
@@ -96,7 +91,7 @@ class ConfinedFile:
 
     def _walk(self, group, name: str, what: str, links: int, hard_only=False):
         """The object at `name` from `group` (absolute names from its file's root),
-        resolving each link here; None when absent, 'loop' past MAX_LINKS."""
+        resolving each link here; None when absent."""
         if name.startswith("/"):
             group = group.file["/"]
         item = group
@@ -116,7 +111,7 @@ class ConfinedFile:
                 raise InputError(self.path, f"{what}: the virtual dataset's source is reached through a link; "
                                  "refusing")
             if links >= MAX_LINKS:
-                return "loop"
+                raise InputError(self.path, f"{what}: more than {MAX_LINKS} links on the way (a soft-link loop?)")
             if isinstance(link, h5py.SoftLink):
                 item = self._walk(item, link.path, what, links + 1)
             elif isinstance(link, h5py.ExternalLink):
@@ -126,8 +121,6 @@ class ConfinedFile:
                 raise InputError(self.path, f"{what}: /{part} is a user-defined link; refusing")
             if item is None:
                 raise InputError(self.path, f"{what}: link /{part} leads nowhere (a dangling link)")
-            if isinstance(item, str):
-                return item
         return item
 
     def _checked_storage(self, ds: h5py.Dataset, what: str) -> h5py.Dataset:
