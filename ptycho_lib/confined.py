@@ -22,12 +22,13 @@ import math
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the detector compression filters: Bitshuffle/LZ4, Zstd, Blosc ...)
 import numpy as np
 
 from .io import InputError, available_memory, human_bytes
 
 MAX_LINKS = 16  # soft and external links followed on the way to one object
-FILTER_HINT = "a missing compression filter (bitshuffle, LZ4 ...) is added by `pip install hdf5plugin`"
+FILTER_HINT = "damaged data, or a compression filter that hdf5plugin does not provide"
 
 
 class ConfinedFile:
