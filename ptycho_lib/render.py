@@ -27,6 +27,35 @@ def scale_bar_length(width_m: float) -> tuple[float, str]:
     return float(length), f"{length / unit:.3g} {name}"
 
 
+def _phase_limit(phases, phase_limit: float | None) -> float:
+    """The phase colour scale: given, else from the images (a full cycle only when the
+    phase wraps)."""
+    if phase_limit:
+        return phase_limit
+    span = max(float(np.percentile(np.abs(p), 99.5)) for p in phases)
+    return np.pi if span > 2.5 else max(span, 1e-3)
+
+
+def _draw(fig, axes, amp, phase, lim: float, pixel_size: float | None, amp_range=(None, None), label="") -> None:
+    """Amplitude (grey) and phase panels of one reconstruction on a row of two axes."""
+    h, w = amp.shape
+    for ax, img, kw, name in (
+        (axes[0], amp, dict(cmap="gray", vmin=amp_range[0], vmax=amp_range[1]), "amplitude"),
+        # a cyclic map only for a full cycle: on a partial range its two light ends
+        # would make +lim and -lim look alike
+        (axes[1], phase, dict(cmap="twilight" if lim == np.pi else "RdBu_r", vmin=-lim, vmax=lim), "phase (rad)"),
+    ):
+        im = ax.imshow(img, interpolation="nearest", **kw)
+        ax.set_title(label + name)
+        ax.set_xlabel("x (object pixels)")
+        ax.set_ylabel("y (object pixels)")
+        fig.colorbar(im, ax=ax, shrink=0.85)
+        if pixel_size:
+            length, text = scale_bar_length(w * pixel_size)
+            ax.add_artist(AnchoredSizeBar(ax.transData, length / pixel_size, text, "lower right", pad=0.4,
+                                          color="white", frameon=False, size_vertical=max(h / 80, 0.5)))
+
+
 def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: int = 120,
            pixel_size: float | None = None, positions: tuple[np.ndarray, np.ndarray] | None = None,
            phase_limit: float | None = None) -> None:
@@ -37,27 +66,9 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
     (radians) fixes the phase colour scale instead of taking it from the image."""
     crop = remove_phase_offset(obj[region])
     amp, phase = np.abs(crop), np.angle(crop)
-    span = float(np.percentile(np.abs(phase), 99.5))
-    lim = np.pi if span > 2.5 else max(span, 1e-3)  # full cycle only when the phase wraps
-    if phase_limit:
-        lim = phase_limit
     h, w = amp.shape
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6 * h / w + 0.8), constrained_layout=True)
-    for ax, img, kw, label in (
-        (axes[0], amp, dict(cmap="gray"), "amplitude"),
-        # a cyclic map only for a full cycle: on a partial range its two light ends
-        # would make +lim and -lim look alike
-        (axes[1], phase, dict(cmap="twilight" if lim == np.pi else "RdBu_r", vmin=-lim, vmax=lim), "phase (rad)"),
-    ):
-        im = ax.imshow(img, interpolation="nearest", **kw)
-        ax.set_title(label)
-        ax.set_xlabel("x (object pixels)")
-        ax.set_ylabel("y (object pixels)")
-        fig.colorbar(im, ax=ax, shrink=0.85)
-        if pixel_size:
-            length, text = scale_bar_length(w * pixel_size)
-            ax.add_artist(AnchoredSizeBar(ax.transData, length / pixel_size, text, "lower right", pad=0.4,
-                                          color="white", frameon=False, size_vertical=max(h / 80, 0.5)))
+    _draw(fig, axes, amp, phase, _phase_limit([phase], phase_limit), pixel_size)
     if positions is not None:
         x, y = positions
         axes[0].plot(x - region[1].start, y - region[0].start, ".", color="tab:orange", ms=2, alpha=0.7)
@@ -65,6 +76,25 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
         axes[0].set_ylim(h - 0.5, -0.5)
         axes[0].add_artist(AnchoredText(f"{len(x)} scan positions", "upper right", frameon=False,
                                         prop=dict(color="tab:orange", size=8)))
+    fig.suptitle(title)
+    fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def render_side_by_side(rows: list[tuple[str, np.ndarray, tuple[slice, slice]]], title: str, path, dpi: int = 120,
+                        pixel_size: float | None = None, phase_limit: float | None = None) -> None:
+    """Several reconstructions of one scan (label, object, scanned region), a row each,
+    with one amplitude and one phase colour scale for all, so that they compare by eye."""
+    crops = [remove_phase_offset(obj[region]) for _, obj, region in rows]
+    h, w = min(c.shape[0] for c in crops), min(c.shape[1] for c in crops)
+    amps = [np.abs(c[:h, :w]) for c in crops]
+    phases = [np.angle(c[:h, :w]) for c in crops]
+    amp_range = (min(float(np.percentile(a, 0.5)) for a in amps), max(float(np.percentile(a, 99.5)) for a in amps))
+    lim = _phase_limit(phases, phase_limit)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, len(rows) * 4.6 * h / w + 0.8), squeeze=False,
+                             constrained_layout=True)
+    for row, (label, _, _), amp, phase in zip(axes, rows, amps, phases):
+        _draw(fig, row, amp, phase, lim, pixel_size, amp_range, f"{label}: ")
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)

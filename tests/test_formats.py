@@ -2,9 +2,11 @@
 simulator's known truth, read back into the data contract (positions, patterns, probe,
 geometry), refused with one line when broken, and the ptychodus product written out."""
 
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -193,7 +195,7 @@ def pipeline(tmp_path_factory):
     write_ptychodus(work / "resources/ptyscan", raw)
     (work / "micro.yaml").write_text(yaml.safe_dump(MICRO))
     targets = [f"results/recon/{d}.{ext}" for d in ("cxiscan", "ptyscan") for ext in ("png", "h5")]
-    targets += ["results/baseline/cxiscan.png", "results/refined/cxiscan.png"]
+    targets += ["results/baseline/cxiscan.png", "results/refined/cxiscan.png", "results/compare/cxiscan.png"]
     snakemake(work, *targets, "results/train/cxiscan/loss.png", "--cores", "2", "--configfile", "micro.yaml")
     return work, raw
 
@@ -250,6 +252,14 @@ def test_every_method_writes_a_reconstruction_with_origin_geometry_and_a_scale_b
     render(rec.object, rec.region, settings["title"], with_bar, settings["dpi"], rec.pixel_size_m)
     render(rec.object, rec.region, settings["title"], without, settings["dpi"], None)
     assert png.read_bytes() == with_bar.read_bytes() != without.read_bytes()
+
+
+def test_the_three_methods_side_by_side(pipeline):
+    work, _ = pipeline
+    png = work / "results/compare/cxiscan.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    inputs = json.loads(png.with_name(png.name + ".prov.json").read_text())["inputs"]
+    assert sorted(Path(v["path"]).parent.name for v in inputs.values()) == ["baseline", "recon", "refined"]
 
 
 def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):

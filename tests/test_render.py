@@ -35,3 +35,24 @@ def test_an_frc_that_never_falls_below_the_threshold_gives_no_resolution(tmp_pat
              "b": {"frc_resolution_cycles_per_pixel": noisy["resolution_cycles_per_pixel"], "amplitude_psnr": 9.0}}
     render_module.plot_frc({"a": same, "b": noisy}, table, "t", tmp_path / "frc.png")
     assert (tmp_path / "frc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_side_by_side_rows_share_one_amplitude_and_one_phase_scale(tmp_path, monkeypatch):
+    """Three reconstructions of different contrast: every row's amplitude panel has the
+    same colour limits (spanning the brightest and the darkest), and so has the phase."""
+    made = []
+    real = render_module.plt.subplots
+    monkeypatch.setattr(render_module.plt, "subplots", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    ramp = np.outer(np.linspace(-1, 1, 40), np.ones(40))
+    region = (slice(0, 40), slice(0, 40))
+    rows = [(f"x{k}", k * (1 + 0.1 * ramp) * np.exp(0.1j * k * ramp), region) for k in (1, 2, 3)]
+    render_module.render_side_by_side(rows, "three", tmp_path / "side.png")
+    _, axes = made[0]
+    amp = {row[0].images[0].get_clim() for row in axes}
+    phase = {row[1].images[0].get_clim() for row in axes}
+    assert len(amp) == 1 and len(phase) == 1 and len(axes) == 3
+    (lo, hi), = amp
+    assert lo < 1.0 and hi > 3.0  # the darkest row's and the brightest row's values are on one scale
+    (plo, phi), = phase
+    assert plo == -phi and 0.25 < phi < 0.35
+    assert (tmp_path / "side.png").read_bytes()[:4] == b"\x89PNG"

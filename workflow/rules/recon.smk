@@ -53,6 +53,30 @@ rule render:
         "python -m scripts.render {input.recon} {output} --title '{params.title}' {params.flags} 2> {log}"
 
 
+rule compare_figure:
+    input:
+        recons=expand("results/{method}/{{dataset}}.npz", method=METHODS),
+        sources=sources("scripts/render.py"),
+    output:
+        report(
+            "results/compare/{dataset}.png",
+            caption="../report/compare.rst",
+            category="Reconstructions",
+            subcategory="side by side",
+            labels={"scan": "{dataset}", "method": "all three"},
+        ),
+    log:
+        "logs/compare_figure/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
+    params:
+        labels=METHODS,
+        flags=flags("render", "render"),
+    shell:
+        "python -m scripts.render {input.recons} {output} --labels {params.labels}"
+        " --title '{wildcards.dataset}: the three reconstructions, one colour scale' {params.flags} 2> {log}"
+
+
 rule product:
     input:
         recon="results/recon/{dataset}.npz",
