@@ -233,7 +233,7 @@ def load_network(path, n: int | None = None, gridsize: int | None = None) -> tup
     with torch.device("meta"):
         expected = PtychoNet(**arch).state_dict()
     state = _read_weights(path, blob, expected)
-    bad = [k for k, v in state.items() if v.is_floating_point() or v.is_complex() if not torch.isfinite(v).all()]
+    bad = [k for k, v in state.items() if (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all()]
     if bad:
         raise InputError(path, f"weights {bad[0]!r} hold NaN or Inf ({len(bad)} tensors); refusing the bundle")
     net = PtychoNet(**arch)

@@ -220,8 +220,6 @@ def _assemble(f: ConfinedFile, data: h5py.Dataset, mask, probe, positions_m, opt
     x_m, y_m = positions_m
     *lead, h, w = data.shape
     m = int(np.prod(lead))  # (M, H, W), or (rows, columns, H, W) of a raster scan
-    if probe is not None:
-        probe = np.asarray(probe)
     n = opts.pattern_size or (probe.shape[0] if probe is not None else None)
     r, c = opts.beam_center if opts.beam_center is not None else (h // 2, w // 2)
     r, c = int(round(r)), int(round(c))

@@ -228,7 +228,7 @@ def npz_whose_float64_copies_exceed_memory(raw, d):
     return _validate(big, d, "of memory to load, more than the", writer=lambda p, r: np.savez_compressed(p, **r))
 
 
-def _bundle(raw, d: Path, manifest_edit=None, weights_edit=None, seal=True) -> Case:
+def _bundle_case(raw, d: Path, message: str, manifest_edit=None, weights_edit=None, seal=True) -> Case:
     """A canonical scan and a bundle of a fresh network for it, then edited: the manifest
     by `manifest_edit(manifest)`, the weights by `weights_edit(h5 file)`; `seal`
     recomputes the checksums as a careful attacker would."""
@@ -256,14 +256,8 @@ def _bundle(raw, d: Path, manifest_edit=None, weights_edit=None, seal=True) -> C
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         zf.writestr("wts.h5", weights)
     out = d / "out" / "recon.npz"
-    return Case("infer", ["--model-path", bundle, "--test-data", scan, "--output", out, "--quiet"], bundle, "",
+    return Case("infer", ["--model-path", bundle, "--test-data", scan, "--output", out, "--quiet"], bundle, message,
                 [out])
-
-
-def _bundle_case(raw, d, message, **edits) -> Case:
-    c = _bundle(raw, d, **edits)
-    c.message = message
-    return c
 
 
 def _architecture(**changes):
