@@ -26,17 +26,20 @@ from .scan import scan_from
 
 def reconstruct_arrays(bundle: str | Path, diffraction: np.ndarray, probe: np.ndarray, x: np.ndarray,
                        y: np.ndarray, measurement: str = "counts", nphotons: float | None = None,
-                       infer: InferConfig | None = None, device: str = "cpu") -> Reconstruction:
+                       bad_pixels: np.ndarray | None = None, infer: InferConfig | None = None,
+                       device: str = "cpu") -> Reconstruction:
     """The network's reconstruction of a scan given as arrays.
 
     diffraction (M, N, N), one pattern per position, zero frequency at the centre:
     `measurement` counts (default), intensity (float counts) or amplitude (sqrt of
     counts; give `nphotons`, the mean photons per pattern, when they are rescaled);
     probe (N, N) complex; x, y (M,) positions in object pixels, as the file contract's
-    xcoords / ycoords. A bundle made for another pattern size is refused; bad arrays
+    xcoords / ycoords; bad_pixels (N, N), nonzero where the detector measured nothing
+    (left out, as the file contract's `bad_pixels`). A bundle made for another pattern size is refused; bad arrays
     raise InputError with a one-line message, as a bad file does."""
     raw = {"diffraction": np.asarray(diffraction), "probeGuess": np.asarray(probe),
-           "xcoords": np.asarray(x), "ycoords": np.asarray(y)}
+           "xcoords": np.asarray(x), "ycoords": np.asarray(y),
+           **({} if bad_pixels is None else {"bad_pixels": np.asarray(bad_pixels)})}
     scan = scan_from(canonicalise(raw, "arrays", layout="stack_first", measurement=measurement, nphotons=nphotons))
     net, _ = load_network(bundle, n=scan.n)
     return reconstruct(net, scan, infer or InferConfig(), device)

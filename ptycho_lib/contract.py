@@ -12,7 +12,7 @@ from .config import LAYOUTS, MEASUREMENTS
 from .geometry import windows_outside
 from .io import InputError
 from .neighbours import nearest_neighbours
-from .scan import GEOMETRY, split_rows
+from .scan import GEOMETRY, lit_fraction, split_rows
 
 COPIES = 4  # float64 copies of the patterns checking and converting make (what reading must budget for)
 FLOAT32_SAFE = 1e30  # intensities (and |P|^2) stay below this, and above its inverse for the probe, so that
@@ -85,6 +85,13 @@ def inspect(raw: dict, path, layout: str = "auto", measurement: str = "auto") ->
     if len(np.unique(np.stack([x, y], 1), axis=0)) < 2:
         raise InputError(path, f"all {m} positions are the same point; ptychography needs distinct, overlapping "
                          "positions")
+    if "bad_pixels" in raw:
+        bad = raw["bad_pixels"]
+        if bad.shape != (n, n) or bad.dtype.kind not in "buif" or not np.all(np.isfinite(bad)):
+            raise InputError(path, f"'bad_pixels' must be an {n}x{n} mask (nonzero = bad pixel), got {bad.dtype} "
+                             f"{bad.shape}")
+        if np.all(bad != 0):
+            raise InputError(path, "'bad_pixels' marks every pixel bad: nothing was measured")
     if "scan_index" in raw:
         index = raw["scan_index"]
         if index.dtype.kind not in "ui" or index.shape != (m,):
@@ -232,13 +239,18 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
     if det.key == "diff3d":
         conversions.append("key diff3d -> diffraction")
     d = d.astype(np.float64)
+    bad = raw["bad_pixels"] != 0 if "bad_pixels" in raw else None
+    if bad is not None:  # what a bad pixel holds is no measurement: zero, and left out downstream
+        d[:, bad] = 0
     peak = float(d.max())
+    # photons per pattern: those measured, over the share of the light that reaches measured pixels
+    share = lit_fraction(raw["probeGuess"], bad)
     if det.measurement in ("counts", "intensity"):
-        measured = float(d.reshape(det.m, -1).sum(1).mean())
+        measured = float(d.reshape(det.m, -1).sum(1).mean()) / share
         d = np.sqrt(d)
         conversions.append(f"{det.measurement} -> amplitude (sqrt)")
     else:
-        measured = float((d**2).reshape(det.m, -1).sum(1).mean())
+        measured = float((d**2).reshape(det.m, -1).sum(1).mean()) / share
     # photon scale: measured counts; for amplitudes and intensities, config or file
     # metadata if given, the patterns then scaled to it (the Poisson model needs counts
     # in photons); normalised amplitudes (all below 1) without it are refused
@@ -274,6 +286,9 @@ def canonicalise(raw: dict, path, layout="auto", measurement="auto", nphotons=No
     }
     if "objectGuess" in raw:
         out["objectGuess"] = raw["objectGuess"].astype(np.complex64)
+    if bad is not None:
+        out["bad_pixels"] = bad
+        conversions.append(f"{int(bad.sum())} bad pixels zeroed and left out of every fit")
     out.update({k: raw[k].astype(np.float64) for k in GEOMETRY if k in raw})
     for k in ("probeGuess", "objectGuess", "xcoords", "ycoords"):
         if k in raw and raw[k].dtype != out[k].dtype:

@@ -10,8 +10,8 @@ from torch.utils.data import ConcatDataset, Dataset
 from .geometry import apply_ramps, canvas_geometry, shift_ramps, window_origins
 from .io import release_pages
 from .neighbours import nearest_neighbours
-from .physics import far_field, scale_probe
-from .scan import Scan
+from .physics import counts_of, far_field, scale_probe
+from .scan import Scan, mark_unmeasured
 
 
 def input_scale(amplitude: np.ndarray, chunk: int = 1024) -> float:
@@ -53,8 +53,8 @@ class GroupDataset(Dataset):
     def __init__(self, scan: Scan, indices: np.ndarray, groups: np.ndarray, scale: float, prepare,
                  scan_index: int = 0, chunk: int = 256):
         self.scan_index = scan_index
-        amp = torch.from_numpy(np.ascontiguousarray(scan.amplitude[indices]))
-        self.counts = amp.square()
+        amp = torch.from_numpy(np.ascontiguousarray(mark_unmeasured(scan.amplitude[indices], scan.bad_pixels)))
+        self.counts = counts_of(amp)
         self.pos = torch.from_numpy(scan.positions[indices])
         self.groups = torch.from_numpy(groups)
         with torch.no_grad():
@@ -106,7 +106,8 @@ def simulate_like(scan: Scan, seed: int, noise: bool = True, chunk: int = 256):
     """A scan with `scan`'s probe, positions and photons per pattern, of a random object
     (random_object) with Poisson noise (noise=False: the expected counts), through the
     reconstruction's forward model: the window cut at each position's integer part, the
-    probe moved by the fractional part (as the iterative solver does).
+    probe moved by the fractional part (as the iterative solver does); `scan`'s bad
+    pixels are zero and marked bad, as they are in the measured scan.
     Training on such scans beside the measured one teaches the network to invert
     patterns of other objects."""
     rng = np.random.default_rng(seed)
@@ -128,4 +129,6 @@ def simulate_like(scan: Scan, seed: int, noise: bool = True, chunk: int = 256):
         windows = obj_t[torch.from_numpy((iy[b, None] + r)[:, :, None]), torch.from_numpy((ix[b, None] + r)[:, None, :])]
         intensity = far_field(shifted * windows).abs().square().double().numpy()
         amplitude[b] = np.sqrt(rng.poisson(intensity) if noise else intensity)
-    return Scan(amplitude, scan.probe, x, y, scan.nphotons, obj.astype(np.complex64))
+    if scan.bad_pixels is not None:
+        amplitude[:, scan.bad_pixels] = 0
+    return Scan(amplitude, scan.probe, x, y, scan.nphotons, obj.astype(np.complex64), bad_pixels=scan.bad_pixels)

@@ -3,7 +3,7 @@
 Readers turn a CXI file (the interchange format of ptychodus, ptypy, cdtools and PyNX;
 NeXus NXcxi_ptycho is compatible) or a ptychodus pair (diffraction.h5 + product HDF5)
 into a raw NPZ of the data contract (docs/design.md, "Data contract"): amplitudes cropped to N x N
-around the beam centre with bad pixels zeroed, the probe, positions in object pixels,
+around the beam centre (bad pixels zeroed and marked in `bad_pixels`), the probe, positions in object pixels,
 `nphotons`, and the geometry as the optional keys of scan.GEOMETRY.
 `write_product` writes a reconstruction in ptychodus's HDF5 product layout.
 
@@ -25,6 +25,7 @@ from .confined import ConfinedFile
 from .config import DatasetConfig
 from .file_types import PTYCHODUS_PRODUCTS, ptychodus_product
 from .io import InputError, atomic_path, sha256_bytes, sha256_file
+from .scan import lit_fraction
 
 HC = 6.62607015e-34 * 299792458.0  # Planck constant x speed of light, J m
 EV = 1.602176634e-19  # J per electronvolt
@@ -235,13 +236,13 @@ def _assemble(f: ConfinedFile, data: h5py.Dataset, mask, probe, positions_m, opt
         raise InputError(path, f"diffraction data are signed integers with negative values (min {patterns.min()}): "
                          "counts with an offset subtracted; give the counts as measured, marking bad pixels")
     patterns = patterns.astype(np.float64)
-    if mask is not None:
-        patterns[:, mask[window] != 0] = 0
+    bad = None if mask is None or not np.any(mask[window]) else mask[window] != 0
+    if bad is not None:
+        patterns[:, bad] = 0
     if not np.all(np.isfinite(patterns)):
         raise InputError(path, "diffraction data contain NaN or Inf inside the crop (mark them as bad pixels)")
     patterns = np.clip(patterns, 0, None)  # background subtraction may leave small negatives
     amplitude = np.sqrt(patterns) if opts.measurement != "amplitude" else patterns
-    nphotons = float(np.mean(np.sum(amplitude**2, axis=(1, 2))))
     estimated = probe is None
     if estimated:  # zero-phase estimate from the mean pattern (|FFT P|^2 = mean counts)
         spectrum = np.fft.ifftshift(np.sqrt(np.mean(amplitude**2, axis=0)))
@@ -249,6 +250,7 @@ def _assemble(f: ConfinedFile, data: h5py.Dataset, mask, probe, positions_m, opt
     if probe.shape != (n, n):
         raise InputError(path, f"probe is {probe.shape[0]}x{probe.shape[1]} but patterns are cropped to "
                          f"{n}x{n}; set pattern_size to the probe's size")
+    nphotons = float(np.mean(np.sum(amplitude**2, axis=(1, 2)))) / lit_fraction(probe, bad)
     wavelength, distance = optics["wavelength"], optics["distance"]
     # object pixel = wavelength * distance / (N * detector pixel), and the other way round
     det_pixel = optics.get("detector_pixel") or tuple(wavelength * distance / (n * p) for p in optics["object_pixel"])
@@ -271,13 +273,14 @@ def _assemble(f: ConfinedFile, data: h5py.Dataset, mask, probe, positions_m, opt
         "xcoords": px - x0, "ycoords": py - y0,
         "scan_index": np.arange(m, dtype=np.int64),
         "nphotons": np.float64(nphotons),
+        **({} if bad is None else {"bad_pixels": bad}),
         "wavelength_m": np.float64(wavelength), "distance_m": np.float64(distance),
         "detector_pixel_size_m": np.array(det_pixel, np.float64),
         "pixel_size_m": np.array(obj_pixel, np.float64),
         "origin_m": np.array([y0 * obj_pixel[0], x0 * obj_pixel[1]]),
         "import_notes": np.array(json.dumps({
             "source": Path(path).name, "files": [p.name for p in files], "detector": [h, w], "crop": [r - n // 2, c - n // 2, n],
-            "bad_pixels": 0 if mask is None else int(np.count_nonzero(mask[window])),
+            "bad_pixels": 0 if bad is None else int(bad.sum()),
             "probe": "estimated from the mean pattern" if estimated else "from file",
             "options": {"flip_x": opts.flip_x, "flip_y": opts.flip_y, "transpose": opts.transpose_positions}}, sort_keys=True)),
     }

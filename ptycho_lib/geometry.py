@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+UNMEASURED = -1.0  # marks a detector pixel that measured nothing (a bad pixel) in amplitudes and counts
 LIT_FRACTION = 1e-3  # a canvas pixel is lit when its summed weight exceeds this fraction of the maximum
 
 

@@ -8,6 +8,9 @@ interpolated. Positions are visited in random mini-batches; the updates of a bat
 summed and normalised by the batch's summed probe intensity (the rPIE regularised
 step), which keeps a batch of overlapping updates stable.
 
+Measured amplitudes below zero (geometry.UNMEASURED) mark bad detector pixels: the
+modulus constraint leaves the model's value there and they add nothing to any figure.
+
 Refinement treats its starting reconstruction (the network's) as a prior: after each
 pass the object is pulled toward it, O <- (O + t O_start) / (1 + t) with t = w / V,
 where V is the number of full-intensity probe views that light the pixel (the summed
@@ -23,7 +26,7 @@ import torch
 
 from .config import SolverConfig
 from .geometry import apply_ramps, lit, shift_ramps, window_origins
-from .physics import far_field, poisson_nll, predicted_counts
+from .physics import counts_of, far_field, poisson_nll, predicted_counts
 
 
 class Solver:
@@ -66,9 +69,11 @@ class Solver:
             psi = probe * patch
             far = far_field(psi)
             amp = far.abs()
-            err += float((amp - self.meas[b]).abs().sum())
-            # replace the modulus by the measured one, keep the phase
-            fixed = far * (self.meas[b] / amp.clamp_min(1e-6))
+            meas = self.meas[b]
+            known = meas >= 0
+            err += float(torch.where(known, amp - meas, 0).abs().sum())
+            # replace the modulus by the measured one where there is one, keep the phase
+            fixed = torch.where(known, far * (meas / amp.clamp_min(1e-6)), far)
             dpsi = torch.fft.ifft2(torch.fft.ifftshift(fixed, dim=(-2, -1)), norm="ortho") - psi
             # rPIE object update, summed over the batch on the object canvas
             pw = probe.abs().square()
@@ -82,7 +87,7 @@ class Solver:
                 back = apply_ramps(patch.conj() * dpsi, self.ramp[b].conj()).sum(0)
                 odiv = (1 - a) * ow.sum(0) + a * ow.sum(0).max()
                 self.probe += back / odiv.clamp_min(1e-12)
-        self.history.append(err / float(self.meas.sum()))
+        self.history.append(err / float(self.meas.clamp_min(0).sum()))
         return self.history[-1]
 
     def coverage(self) -> np.ndarray:
@@ -147,9 +152,9 @@ def pattern_nll(obj, probe, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray,
         b = slice(s, s + chunk)
         patch = flat[index[b].reshape(-1)].reshape(-1, n, n)
         shifted = apply_ramps(probe.expand(len(patch), -1, -1), ramp[b])
-        counts = torch.from_numpy(np.ascontiguousarray(amplitude[b], np.float32)).double().square()
+        counts = counts_of(torch.from_numpy(np.ascontiguousarray(amplitude[b], np.float32)).double())
         total += float(poisson_nll(predicted_counts(shifted, patch).double(), counts, 1.0).sum())
-        photons += float(counts.sum())
+        photons += float(counts.clamp_min(0).sum())
     return total / max(photons, 1e-30)
 
 

@@ -89,8 +89,10 @@ class PtychoNet(nn.Module):
                 "skips": self.skips}
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """The channels the network sees, (B, C, N, N), for scaled amplitudes x (B, N, N)."""
-        channels = [x.clamp_min(0).sqrt() if self.input_transform == "sqrt" else x]
+        """The channels the network sees, (B, C, N, N), for scaled amplitudes x (B, N, N);
+        unmeasured pixels (x < 0) are seen as zero and left out of the estimate."""
+        measured = x.clamp_min(0)
+        channels = [measured.sqrt() if self.input_transform == "sqrt" else measured]
         if self.estimate_iterations:
             with torch.no_grad():
                 est = physics.single_pattern_estimate(x.float(), self.probe, self.estimate_iterations)

@@ -2,7 +2,9 @@
 constraint (docs/design.md, "Physics").
 
 Diffraction patterns are stored with the zero frequency at index N/2 (fftshift);
-windows and shifts follow ptycho_lib.geometry.
+windows and shifts follow ptycho_lib.geometry. Inside the solvers a negative amplitude or
+count (UNMEASURED) marks a pixel the detector did not measure (a bad pixel): it adds
+nothing to a loss and a modulus constraint leaves the model's value there.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import math
 import numpy as np
 import torch
 
-from .geometry import shift_ramps
+from .geometry import UNMEASURED, shift_ramps
+
+
+def counts_of(amplitude: torch.Tensor) -> torch.Tensor:
+    """Counts from amplitudes, unmeasured pixels kept marked."""
+    return torch.where(amplitude < 0, UNMEASURED, amplitude.square())
 
 
 def scale_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
@@ -41,27 +48,35 @@ def single_pattern_estimate(amplitude: torch.Tensor, probe: torch.Tensor, iterat
     large-scale phase is not (docs/benchmarks.md); the network learns the rest
     (PtychoNet)."""
     measured = torch.fft.ifftshift(amplitude, dim=(-2, -1))
+    known = measured >= 0
     step = probe.conj() / probe.abs().square().max().clamp_min(1e-30)
     obj = torch.ones(amplitude.shape, dtype=torch.complex64, device=amplitude.device)
     for _ in range(iterations):
         exit_wave = probe * obj
         far = torch.fft.fft2(exit_wave, norm="ortho")
-        obj = obj + step * (torch.fft.ifft2(measured * torch.sgn(far), norm="ortho") - exit_wave)
+        obj = obj + step * (torch.fft.ifft2(torch.where(known, measured * torch.sgn(far), far), norm="ortho")
+                            - exit_wave)
     return obj
 
 
 def poisson_nll(lam: torch.Tensor, counts: torch.Tensor, nphotons: float) -> torch.Tensor:
     """Poisson negative log-likelihood of the counts per pattern, minus that of the
     saturated model (so a perfect fit scores 0), divided by the photons per pattern so
-    that the learning rate does not depend on dose. Shape (...,) over leading dims."""
-    lam = lam.clamp_min(1e-6)
-    nll = lam - counts * torch.log(lam) - (counts - torch.special.xlogy(counts, counts))
+    that the learning rate does not depend on dose. Unmeasured pixels (counts < 0) add
+    nothing. Shape (...,) over leading dims."""
+    lam, measured = lam.clamp_min(1e-6), counts.clamp_min(0)
+    nll = lam - measured * torch.log(lam) - (measured - torch.special.xlogy(measured, measured))
+    if counts.min() < 0:  # (tested, so that scans without bad pixels sum exactly as before)
+        nll = nll * (counts >= 0)
     return nll.sum(dim=(-2, -1)) / nphotons
 
 
 def amplitude_mae(lam: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error between predicted and measured amplitudes, per pattern."""
-    return (lam.clamp_min(0).sqrt() - counts.sqrt()).abs().mean(dim=(-2, -1))
+    """Mean absolute error between predicted and measured amplitudes, per pattern, over
+    the measured pixels."""
+    known = counts >= 0
+    err = (lam.clamp_min(0).sqrt() - counts.clamp_min(0).sqrt()).abs() * known
+    return err.sum(dim=(-2, -1)) / known.sum(dim=(-2, -1)).clamp_min(1)
 
 
 def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: torch.Tensor,

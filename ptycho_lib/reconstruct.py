@@ -39,7 +39,7 @@ from .geometry import canvas_geometry
 from .io import release_pages
 from .model import PtychoNet
 from .reconstruction import Reconstruction
-from .scan import Scan
+from .scan import Scan, mark_unmeasured
 from .stitch import Stitcher, overlap_pairs, pair_overlaps, solve_phases, weighted_spectra
 
 PATCH_MEMORY = 256 << 20  # predicted patches kept in memory up to this many bytes
@@ -129,17 +129,20 @@ def _pair_gap(order: np.ndarray, pairs: np.ndarray) -> int:
 
 
 class _Batches(Dataset):
-    """Item b: the scaled patterns of the b-th batch in processing order (float32)."""
+    """Item b: the scaled patterns of the b-th batch in processing order (float32), bad
+    pixels marked unmeasured."""
 
-    def __init__(self, amplitude: np.ndarray, order: np.ndarray, batch: int, scale: np.float32):
+    def __init__(self, amplitude: np.ndarray, order: np.ndarray, batch: int, scale: np.float32,
+                 bad_pixels: np.ndarray | None):
         self.amplitude, self.order, self.batch, self.scale = amplitude, order, batch, scale
+        self.bad_pixels = bad_pixels
 
     def __len__(self):
         return -(-len(self.order) // self.batch)
 
     def __getitem__(self, b):
         idx = self.order[b * self.batch:(b + 1) * self.batch]
-        out = torch.from_numpy(self.amplitude[idx] * self.scale)
+        out = torch.from_numpy(mark_unmeasured(self.amplitude[idx], self.bad_pixels) * self.scale)
         release_pages(self.amplitude[idx.min():idx.max() + 1])
         return out
 
@@ -279,7 +282,7 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
 
     net = inference_network(net, device, settings)
     store = _PatchStore(m, n, patch_memory)
-    loader = DataLoader(_Batches(scan.amplitude, order, batch, scale), batch_size=None, num_workers=num_workers,
+    loader = DataLoader(_Batches(scan.amplitude, order, batch, scale, scan.bad_pixels), batch_size=None, num_workers=num_workers,
                         pin_memory=torch.device(device).type == "cuda")
     try:
         with torch.inference_mode():

@@ -109,7 +109,8 @@ def fingerprint(scans, configs, accelerator: str, init: dict | None = None) -> d
     (`init`, when adapting a model), the device kind, the version and the code."""
     return {
         "code": code_digest(),
-        "data": [_array_digest(s.amplitude, s.probe, s.x, s.y, np.float64(s.nphotons)) for s in scans if s],
+        "data": [_array_digest(s.amplitude, s.probe, s.x, s.y, np.float64(s.nphotons),
+                               *(() if s.bad_pixels is None else (s.bad_pixels,))) for s in scans if s],
         "init": _array_digest(*(init[k].numpy() for k in sorted(init))) if init else None,
         "config": {type(c).__name__: asdict(c) for c in configs},
         "accelerator": accelerator,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .geometry import UNMEASURED
 from .io import InputError, read_npz
 
 CANONICAL_KEYS = ("diffraction", "probeGuess", "xcoords", "ycoords", "nphotons")
@@ -28,10 +29,16 @@ class Scan:
     nphotons: float  # mean total counts per pattern
     obj: np.ndarray | None = None  # reference object when present
     geometry: dict = field(default_factory=dict)  # the GEOMETRY keys the file has
+    bad_pixels: np.ndarray | None = None  # (N, N) bool, True where the detector measured nothing
 
     @property
     def n(self) -> int:
         return self.amplitude.shape[-1]
+
+    @property
+    def measured(self) -> np.ndarray:
+        """The amplitudes with the bad pixels marked unmeasured (mark_unmeasured)."""
+        return mark_unmeasured(self.amplitude, self.bad_pixels)
 
     @property
     def positions(self) -> np.ndarray:
@@ -60,7 +67,26 @@ def scan_from(canonical: dict) -> Scan:
     """A Scan from the arrays of a canonical file (contract.canonicalise's output)."""
     c = canonical
     return Scan(c["diffraction"], c["probeGuess"], c["xcoords"], c["ycoords"], float(c["nphotons"]),
-                c.get("objectGuess"), {k: c[k] for k in GEOMETRY if k in c})
+                c.get("objectGuess"), {k: c[k] for k in GEOMETRY if k in c}, c.get("bad_pixels"))
+
+
+def mark_unmeasured(amplitude: np.ndarray, bad_pixels: np.ndarray | None) -> np.ndarray:
+    """Amplitudes (..., N, N) with the bad pixels set to geometry.UNMEASURED, the mark
+    every loss and solver update leaves out (a copy; `amplitude` itself when there are
+    no bad pixels)."""
+    if bad_pixels is None:
+        return amplitude
+    return np.where(bad_pixels, np.float32(UNMEASURED), amplitude).astype(amplitude.dtype)
+
+
+def lit_fraction(probe: np.ndarray, bad_pixels: np.ndarray | None) -> float:
+    """The share of the probe's far-field intensity (zero frequency at N/2, as the patterns) that falls on measured pixels: the
+    photons per pattern are the measured ones divided by it (a transparent object sends
+    the light where the probe alone does)."""
+    if bad_pixels is None:
+        return 1.0
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(np.asarray(probe, np.complex128)))) ** 2
+    return float(spectrum[~bad_pixels].sum() / spectrum.sum())
 
 
 def split_rows(y: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

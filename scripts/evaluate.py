@@ -47,7 +47,7 @@ def main(argv):
     probe = rec.extra.get("probe")  # a refined probe, else the scan's
     if probe is None:
         probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
-    scores["nll_per_photon"] = pattern_nll(rec.object, probe, scan.amplitude, rec.y, rec.x)
+    scores["nll_per_photon"] = pattern_nll(rec.object, probe, scan.measured, rec.y, rec.x)
     if "heldout_nll" in rec.extra:  # the refinement's own figure: patterns it was not fitted to
         scores["heldout_nll_per_photon"] = float(rec.extra["heldout_nll"][:, 2].min())
     write_json(a.metrics, scores)

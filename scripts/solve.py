@@ -68,10 +68,10 @@ def main(argv):
     t0 = time.perf_counter()
     extra = {}
     if init is not None and solver_cfg.holdout_fraction > 0:
-        solver, extra["heldout_nll"] = refine(scan.amplitude, probe, y, x, start, solver_cfg, passes)
+        solver, extra["heldout_nll"] = refine(scan.measured, probe, y, x, start, solver_cfg, passes)
         passes = solver.passes
     else:
-        solver = Solver(scan.amplitude, probe, y, x, start, solver_cfg)
+        solver = Solver(scan.measured, probe, y, x, start, solver_cfg)
         solver.run(passes)
     obj = solver.obj.numpy()
     if solver_cfg.probe_refinement:
