@@ -84,7 +84,7 @@ class DatasetConfig:
 @dataclass
 class DataConfig:
     gridsize: int = opt(2, "patterns per training sample along each axis: groups of gridsize^2 tied by the overlap "
-                        "constraint (3 takes about 2.3x the training time; README, dose study)", min=1, max=4)
+                        "constraint (3 takes about 2.3x the training time; docs/results.md, dose study)", min=1, max=4)
     neighbours: int = opt(6, "group members are drawn from a seed's K nearest positions", min=1, only=("train",))
     n_groups: int = opt(0, "training groups per epoch (0 = one per training pattern)", min=0, aliases=("--n_images",),
                         only=("train",))
@@ -92,7 +92,7 @@ class DataConfig:
                               "position shared with training)", min=0.0, max=0.99)
     simulated_scans: int = opt(0, "also train on this many scans of random objects simulated with the scan's probe, "
                                "positions and dose (validation stays on the measured scan; each adds the scan's "
-                               "length to every epoch; README, generalisation)", min=0, only=("train",))
+                               "length to every epoch; docs/results.md)", min=0, only=("train",))
 
 
 @dataclass
