@@ -120,9 +120,12 @@ def read_cxi(path, opts: DatasetConfig = DatasetConfig()) -> dict:
         data = _array(path, _find(f, CXI["data"], "diffraction data"), "diffraction data", (3, 4))
         m, detector = int(np.prod(data.shape[:-2])), data.shape[-2:]
         t = _array(path, _find(f, CXI["translation"], "translations"), "translations", (2,))
-        if t.shape[1:] not in ((2,), (3,)):
+        # (M, 3) as CXI has it; (3, M) as PyNX writes it (docs/usage.md, "Position conventions")
+        stacked_last = t.shape[0] in (2, 3) and t.shape[1] == m != t.shape[0]
+        if (t.shape[::-1] if stacked_last else t.shape)[1:] not in ((2,), (3,)):
             raise InputError(path, f"translations have shape {t.shape}; expected ({m}, 3) in metres")
-        t = _shaped(f, t, "translations", (m, t.shape[1]))
+        t = _shaped(f, t, "translations", t.shape if stacked_last else (m, t.shape[1]))
+        t = t.T if stacked_last else t
 
         def geometry(key, what, unit, bounds, hint=""):
             return _in_range(path, _scalar(f, _find(f, CXI[key], what), what), what, unit, bounds, hint)

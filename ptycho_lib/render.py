@@ -36,24 +36,46 @@ def _phase_limit(phases, phase_limit: float | None) -> float:
     return np.pi if span > 2.5 else max(span, 1e-3)
 
 
-def _draw(fig, axes, amp, phase, lim: float, pixel_size: float | None, amp_range=(None, None), label="") -> None:
-    """Amplitude (grey) and phase panels of one reconstruction on a row of two axes."""
+def _frame(shape, pixel_size: float | None) -> tuple[float, str, float]:
+    """Axis units of an image of `shape` pixels: (pixel step in axis units, axis unit
+    name, metres per axis unit); object pixels when the pixel size is unknown."""
+    if not pixel_size:
+        return 1.0, "object pixels", 0.0
+    unit, name = next(((u, n) for u, n in UNITS if shape[1] * pixel_size >= u), UNITS[-1])
+    return pixel_size / unit, name, unit
+
+
+def _draw(fig, axes, amp, phase, lim: float, pixel_size: float | None, amp_range=(None, None), label="") -> float:
+    """Amplitude (grey) and phase panels of one reconstruction on a row of two axes, in
+    physical units with a scale bar when the pixel size is known; returns the pixel step
+    in axis units."""
     h, w = amp.shape
+    step, unit_name, unit = _frame(amp.shape, pixel_size)
+    extent = (-0.5 * step, (w - 0.5) * step, (h - 0.5) * step, -0.5 * step)
     for ax, img, kw, name in (
         (axes[0], amp, dict(cmap="gray", vmin=amp_range[0], vmax=amp_range[1]), "amplitude"),
         # a cyclic map only for a full cycle: on a partial range its two light ends
         # would make +lim and -lim look alike
         (axes[1], phase, dict(cmap="twilight" if lim == np.pi else "RdBu_r", vmin=-lim, vmax=lim), "phase (rad)"),
     ):
-        im = ax.imshow(img, interpolation="nearest", **kw)
+        im = ax.imshow(img, interpolation="nearest", extent=extent, **kw)
         ax.set_title(label + name)
-        ax.set_xlabel("x (object pixels)")
-        ax.set_ylabel("y (object pixels)")
+        ax.set_xlabel(f"x ({unit_name})")
+        ax.set_ylabel(f"y ({unit_name})")
         fig.colorbar(im, ax=ax, shrink=0.85)
         if pixel_size:
             length, text = scale_bar_length(w * pixel_size)
-            ax.add_artist(AnchoredSizeBar(ax.transData, length / pixel_size, text, "lower right", pad=0.4,
-                                          color="white", frameon=False, size_vertical=max(h / 80, 0.5)))
+            _scale_bar(ax, length / unit, text, max(h * step / 80, 0.5 * step))
+    return step
+
+
+def _scale_bar(ax, length: float, text: str, thickness: float) -> None:
+    """A white bar and label on a dark translucent box: readable on the dark and the
+    light parts of any colour map."""
+    bar = AnchoredSizeBar(ax.transData, length, text, "lower right", pad=0.3, borderpad=0.5, color="white",
+                          frameon=True, size_vertical=thickness)
+    bar.patch.set(facecolor="black", alpha=0.55, edgecolor="none")
+    ax.add_artist(bar)
 
 
 def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: int = 120,
@@ -68,12 +90,13 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
     amp, phase = np.abs(crop), np.angle(crop)
     h, w = amp.shape
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6 * h / w + 0.8), constrained_layout=True)
-    _draw(fig, axes, amp, phase, _phase_limit([phase], phase_limit), pixel_size)
+    step = _draw(fig, axes, amp, phase, _phase_limit([phase], phase_limit), pixel_size)
     if positions is not None:
         x, y = positions
-        axes[0].plot(x - region[1].start, y - region[0].start, ".", color="tab:orange", ms=2, alpha=0.7)
-        axes[0].set_xlim(-0.5, w - 0.5)
-        axes[0].set_ylim(h - 0.5, -0.5)
+        axes[0].plot((x - region[1].start) * step, (y - region[0].start) * step, ".", color="tab:orange", ms=2,
+                     alpha=0.7)
+        axes[0].set_xlim(-0.5 * step, (w - 0.5) * step)
+        axes[0].set_ylim((h - 0.5) * step, -0.5 * step)
         axes[0].add_artist(AnchoredText(f"{len(x)} scan positions", "upper right", frameon=False,
                                         prop=dict(color="tab:orange", size=8)))
     fig.suptitle(title)
@@ -95,6 +118,38 @@ def render_side_by_side(rows: list[tuple[str, np.ndarray, tuple[slice, slice]]],
                              constrained_layout=True)
     for row, (label, _, _), amp, phase in zip(axes, rows, amps, phases):
         _draw(fig, row, amp, phase, lim, pixel_size, amp_range, f"{label}: ")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def render_probe(probe: np.ndarray, title: str, path, dpi: int = 120, pixel_size: float | None = None) -> None:
+    """The probe's amplitude and phase (the phase shown where the amplitude exceeds 5 %
+    of its peak; grey elsewhere, where it means nothing), and its far-field intensity
+    on a log scale: what the patterns are made of."""
+    amp, phase = np.abs(probe), np.angle(probe)
+    n = probe.shape[0]
+    step, unit_name, unit = _frame(probe.shape, pixel_size)
+    extent = (-0.5 * step, (n - 0.5) * step, (n - 0.5) * step, -0.5 * step)
+    far = np.abs(np.fft.fftshift(np.fft.fft2(probe, norm="ortho"))) ** 2
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.4), constrained_layout=True)
+    shown = np.ma.masked_where(amp < 0.05 * amp.max(), phase)
+    cyclic = plt.get_cmap("twilight").with_extremes(bad="0.75")
+    for ax, img, kw, name in ((axes[0], amp, dict(cmap="gray"), "amplitude"),
+                              (axes[1], shown, dict(cmap=cyclic, vmin=-np.pi, vmax=np.pi), "phase (rad)")):
+        im = ax.imshow(img, interpolation="nearest", extent=extent, **kw)
+        ax.set_title(name)
+        ax.set_xlabel(f"x ({unit_name})")
+        ax.set_ylabel(f"y ({unit_name})")
+        fig.colorbar(im, ax=ax, shrink=0.85)
+        if pixel_size:
+            length, text = scale_bar_length(n * pixel_size)
+            _scale_bar(ax, length / unit, text, max(n * step / 80, 0.5 * step))
+    im = axes[2].imshow(np.log10(far / far.max() + 1e-12), cmap="magma", vmin=-6, vmax=0, interpolation="nearest")
+    axes[2].set_title("far field, log10 of intensity / peak")
+    axes[2].set_xlabel("detector column")
+    axes[2].set_ylabel("detector row")
+    fig.colorbar(im, ax=axes[2], shrink=0.85)
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)

@@ -35,7 +35,7 @@ def padded_counts(raw):
 
 
 def write_cxi(path, raw, flip_x=True, **override):
-    """A CXI file as ptypy/PyNX write it; x translations negated when flip_x (the sign
+    """A CXI file as ptychodus and ptypy read it; x translations negated when flip_x (the sign
     the reader must be told about). override: {cxi path: value} replaces or, with None,
     deletes an entry."""
     det, mask = padded_counts(raw)

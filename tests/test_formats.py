@@ -3,6 +3,7 @@ simulator's known truth, read back into the data contract (positions, patterns, 
 geometry), refused with one line when broken, and the ptychodus product written out."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -314,3 +315,43 @@ def test_a_report_of_the_scans_the_user_built(pipeline):
               "--configfile", "micro.yaml")
     html = (work / "report.html").read_text()
     assert "cxiscan.png" in html and "ptyscan.png" in html and "fly001" not in html
+
+
+def _writer_layouts(raw) -> dict[str, dict]:
+    """Each common writer's translations for the simulated scan (probe at x, y metres on
+    the sample), as docs/usage.md describes them: {cxi path: array or soft link}."""
+    x, y = raw["xcoords"] * PIXEL, raw["ycoords"] * PIXEL
+    probe = np.stack([x, y, np.zeros_like(x)], 1)
+    linked = h5py.SoftLink("/entry_1/sample_1/geometry_1/translation")
+    return {
+        "ptychodus, ptypy": {"entry_1/data_1/translation": probe},
+        "PyNX": {"entry_1/data_1/translation": linked, "entry_1/sample_1/geometry_1/translation": probe.T},
+        "cdtools": {"entry_1/data_1/translation": linked, "entry_1/sample_1/geometry_1/translation": probe,
+                    "entry_1/instrument_1/detector_1/translation": linked},
+        "the CXI definition": {"entry_1/data_1/translation": -probe},
+    }
+
+
+def _documented_settings() -> dict[str, dict]:
+    """Writer -> dataset settings, from the table in docs/usage.md."""
+    text = (REPO / "docs/usage.md").read_text().split("### Position conventions of common writers")[1]
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 3 and cells[0] not in ("writer", "---"):
+            writer = cells[0].split(" (")[0]
+            rows[writer] = dict(kv.split(": ") for kv in re.findall(r"`(\w+: \w+)`", cells[2]))
+    return rows
+
+
+def test_each_documented_writer_convention_gives_the_true_positions(tmp_path, tiny_raw):
+    settings = _documented_settings()
+    layouts = _writer_layouts(tiny_raw)
+    assert set(settings) == set(layouts)
+    for writer, layout in layouts.items():
+        path = tmp_path / f"{writer.split(',')[0]}.cxi"
+        write_cxi(path, tiny_raw, flip_x=False, **layout)
+        opts = DatasetConfig(**{k: v == "true" for k, v in settings[writer].items()})
+        out = read_cxi(path, opts)
+        for got, truth in ((out["xcoords"], tiny_raw["xcoords"]), (out["ycoords"], tiny_raw["ycoords"])):
+            np.testing.assert_allclose(got - got.min(), truth - truth.min(), atol=1e-6, err_msg=writer)

@@ -9,9 +9,15 @@ from ptycho_lib.file_types import RESOURCES, detect_format, ptychodus_product
 from ptycho_lib.formats import linked_files
 
 # The three reconstructions of a scan, each named the same in its folder, rule, metrics
-# key and report category: recon (the network's), baseline (iterative, from a flat
+# key: recon (the network's), baseline (iterative, from a flat
 # object) and refined (the network's, refined iteratively).
 METHODS = ["recon", "baseline", "refined"]
+# each method's name in the report, in plain words
+METHOD_NAMES = {
+    "recon": "Network",
+    "baseline": "Iterative baseline",
+    "refined": "Network refined by the solver",
+}
 
 
 wildcard_constraints:

@@ -38,8 +38,8 @@ rule render:
             "results/{method}/{dataset}.png",
             caption="../report/recon.rst",
             category="Reconstructions",
-            subcategory="{method}",
-            labels={"scan": "{dataset}", "method": "{method}"},
+            subcategory=lambda wc: METHOD_NAMES[wc.method],
+            labels=lambda wc: {"scan": wc.dataset, "method": METHOD_NAMES[wc.method]},
         ),
     log:
         "logs/render/{method}/{dataset}.log",
@@ -62,7 +62,7 @@ rule compare_figure:
             "results/compare/{dataset}.png",
             caption="../report/compare.rst",
             category="Reconstructions",
-            subcategory="side by side",
+            subcategory="All three side by side",
             labels={"scan": "{dataset}", "method": "all three"},
         ),
     log:
@@ -75,6 +75,28 @@ rule compare_figure:
     shell:
         "python -m scripts.render {input.recons} {output} --labels {params.labels}"
         " --title '{wildcards.dataset}: the three reconstructions, one colour scale' {params.flags} 2> {log}"
+
+
+rule probe_figure:
+    input:
+        data="results/canonical/{dataset}.npz",
+        sources=sources("scripts/render.py"),
+    output:
+        report(
+            "results/probe/{dataset}.png",
+            caption="../report/probe.rst",
+            category="Probes",
+            labels={"scan": "{dataset}"},
+        ),
+    log:
+        "logs/probe_figure/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
+    params:
+        flags=flags("render", "render"),
+    shell:
+        "python -m scripts.render --probe {input.data} {output} --title '{wildcards.dataset}: probe'"
+        " {params.flags} 2> {log}"
 
 
 rule product:
