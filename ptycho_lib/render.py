@@ -172,14 +172,19 @@ def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> Non
         threshold = c
     if threshold is not None:
         ax.plot(threshold["frequency"], threshold["threshold_half_bit"], "k:", label="1/2-bit threshold")
+    else:
+        ax.text(0.5, 0.5, "no reference object:\nthe figures beside need none", ha="center", va="center",
+                transform=ax.transAxes)
     ax.set(xlabel="spatial frequency (cycles/pixel)", ylabel="FRC against the reference", ylim=(-0.05, 1.02),
            xlim=(0, 0.5), title="Fourier ring correlation")
-    ax.legend(fontsize=8)
+    if curves:
+        ax.legend(fontsize=8)
     columns = [("amplitude_ssim", "amp. SSIM"), ("phase_ssim", "phase SSIM"), ("amplitude_psnr", "amp. PSNR\n(dB)"),
                ("phase_psnr", "phase PSNR\n(dB)"), ("frc_resolution_cycles_per_pixel", "FRC res.\n(cyc/px)"),
-               ("nll_per_photon", "NLL per\nphoton"), ("stage_wall_s", "wall (s)")]
-    columns = [(k, label) for k, label in columns if all(k in row for row in table.values())]
-    cells = [[f"{row[k]:.4f}" if "nll" in k else resolution_text(row[k]) if "frc" in k else f"{row[k]:.3f}" if "ssim" in k
+               ("nll_per_photon", "NLL per\nphoton"), ("heldout_nll_per_photon", "held-out NLL\nper photon"),
+               ("stage_wall_s", "wall (s)")]
+    columns = [(k, label) for k, label in columns if any(k in row for row in table.values())]
+    cells = [["–" if k not in row else f"{row[k]:.4f}" if "nll" in k else resolution_text(row[k]) if "frc" in k else f"{row[k]:.3f}" if "ssim" in k
               else f"{row[k]:.1f}" for k, _ in columns]
              for row in table.values()]
     tab.axis("off")

@@ -6,7 +6,9 @@ figure of their FRC curves beside that table.
         --timings logs/timings/{recon,baseline,refined}/fly001.tsv \
         [--figure results/metrics/fly001.png]
 
-Each method is named by its metrics file's folder (recon, baseline, refined).
+Each method is named by its metrics file's folder (recon, baseline, refined). Scans
+without a reference object have no SSIM, PSNR or FRC: the table then holds the figures
+that need none (the Poisson NLL per photon, held out where a method holds patterns out).
 """
 
 import argparse
@@ -23,6 +25,7 @@ from ptycho_lib.render import plot_frc
 SCORES = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "frc_resolution_cycles_per_pixel",
           "nll_per_photon")
 OPTIONAL = ("heldout_nll_per_photon",)  # the methods that hold patterns out
+# SCORES but nll_per_photon need a reference object
 
 
 def main(argv):
@@ -36,12 +39,14 @@ def main(argv):
     table, curves = {}, {}
     for i, path in enumerate(a.metrics):
         scores = json.loads(path.read_text())
-        row = {k: scores[k] for k in SCORES} | {k: scores[k] for k in OPTIONAL if k in scores}
+        row = {k: scores[k] for k in (*SCORES, *OPTIONAL) if k in scores}
         if i < len(a.timings):
             with open(a.timings[i]) as f:
                 row["stage_wall_s"] = float(next(csv.DictReader(f, delimiter="\t"))["s"])
         name = path.parent.name
-        table[name], curves[name] = row, scores["frc"]
+        table[name] = row
+        if "frc" in scores:
+            curves[name] = scores["frc"]
     if a.figure:
         with atomic_path(a.figure) as tmp:
             plot_frc(curves, table, a.title or a.summary.stem, tmp)

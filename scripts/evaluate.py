@@ -1,12 +1,13 @@
-"""evaluate: score a reconstruction against the scan's reference object.
+"""evaluate: score a reconstruction against the measured patterns and, when the scan
+holds one, its reference object.
 
     python -m scripts.evaluate results/recon/fly001.npz results/canonical/fly001.npz \
-        results/metrics/fly001.json
+        results/metrics/recon/fly001.json
 
-Compares over the scanned region (bounding box of the positions) after removing the
+With a reference (`objectGuess`), compares over the scanned region (bounding box of the positions) after removing the
 global phase offset, a linear phase ramp, a sub-pixel shift and the amplitude scale:
 amplitude and phase SSIM and PSNR, and the FRC curve with its 1/2-bit resolution.
-Beside them, figures that need no reference: `nll_per_photon`, the Poisson NLL of all
+Beside them, and for a scan without a reference alone, figures that need none: `nll_per_photon`, the Poisson NLL of all
 the scan's patterns under the reconstruction's object and probe (the solvers fitted
 these patterns, so it flatters them at low dose), and for refined reconstructions
 `heldout_nll_per_photon`, that of the patterns held out while the refinement was chosen.
@@ -31,18 +32,20 @@ from ptycho_lib.scan import scan_from
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recon", type=Path, help="reconstruction NPZ from infer")
-    p.add_argument("reference", type=Path, help="canonical NPZ holding objectGuess")
+    p.add_argument("reference", type=Path, help="the scan's canonical NPZ (its objectGuess, when present, is the "
+                   "reference)")
     p.add_argument("metrics", type=Path, help="JSON file to write")
     a = p.parse_args(argv)
     rec, ref = Reconstruction.load(a.recon), read_npz(a.reference)
-    if "objectGuess" not in ref:
-        raise InputError(a.reference, "has no objectGuess to compare with")
-    obj = rec.in_frame(ref["objectGuess"].shape)  # a canvas grown by --pad-eval: the reference's frame
-    if ref["objectGuess"].shape != obj.shape:
-        raise InputError(a.recon, f"object {rec.object.shape} differs from the reference {ref['objectGuess'].shape}")
-    region = scanned_region(ref["xcoords"], ref["ycoords"])
-    scores = compare(obj, ref["objectGuess"], region)
-    scores["region"] = {"rows": [region[0].start, region[0].stop], "cols": [region[1].start, region[1].stop]}
+    scores = {}
+    if "objectGuess" in ref:
+        obj = rec.in_frame(ref["objectGuess"].shape)  # a canvas grown by --pad-eval: the reference's frame
+        if ref["objectGuess"].shape != obj.shape:
+            raise InputError(a.recon, f"object {rec.object.shape} differs from the reference "
+                             f"{ref['objectGuess'].shape}")
+        region = scanned_region(ref["xcoords"], ref["ycoords"])
+        scores = compare(obj, ref["objectGuess"], region)
+        scores["region"] = {"rows": [region[0].start, region[0].stop], "cols": [region[1].start, region[1].stop]}
     scan = scan_from(ref)
     probe = rec.extra.get("probe")  # a refined probe, else the scan's
     if probe is None:

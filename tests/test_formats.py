@@ -201,7 +201,8 @@ def pipeline(tmp_path_factory):
     write_ptychodus(work / "resources/ptyscan", raw)
     (work / "micro.yaml").write_text(yaml.safe_dump(MICRO))
     targets = [f"results/recon/{d}.{ext}" for d in ("cxiscan", "ptyscan") for ext in ("png", "h5")]
-    targets += ["results/baseline/cxiscan.png", "results/refined/cxiscan.png", "results/compare/cxiscan.png"]
+    targets += ["results/baseline/cxiscan.png", "results/refined/cxiscan.png", "results/compare/cxiscan.png",
+                "results/metrics/cxiscan.json", "results/probe/cxiscan.png"]
     snakemake(work, *targets, "results/train/cxiscan/loss.png", "--cores", "2", "--configfile", "micro.yaml")
     return work, raw
 
@@ -266,6 +267,26 @@ def test_the_three_methods_side_by_side(pipeline):
     assert png.read_bytes()[:4] == b"\x89PNG"
     inputs = json.loads(png.with_name(png.name + ".prov.json").read_text())["inputs"]
     assert sorted(Path(v["path"]).parent.name for v in inputs.values()) == ["baseline", "recon", "refined"]
+
+
+def test_a_scan_without_a_reference_is_scored_by_the_figures_that_need_none(pipeline):
+    """A user's own scan has no objectGuess: the metrics table holds each method's
+    Poisson NLL per photon (the refinement's held-out one too), and no SSIM."""
+    work, _ = pipeline
+    table = json.loads((work / "results/metrics/cxiscan.json").read_text())
+    assert sorted(table) == ["baseline", "recon", "refined"]
+    for name, row in table.items():
+        assert row["nll_per_photon"] > 0 and "phase_ssim" not in row, name
+    assert table["refined"]["heldout_nll_per_photon"] > 0
+    assert (work / "results/metrics/cxiscan.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_probe_figure_is_drawn_from_the_scan(pipeline):
+    work, _ = pipeline
+    png = work / "results/probe/cxiscan.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    inputs = json.loads(png.with_name(png.name + ".prov.json").read_text())["inputs"]
+    assert inputs["data"]["path"] == "results/canonical/cxiscan.npz"
 
 
 def test_npz_scan_product_says_its_pixel_size_is_unknown(tmp_path, tiny_raw):

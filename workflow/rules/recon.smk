@@ -149,7 +149,7 @@ rule compare_methods:
     conda:
         "../envs/ptycho.yaml"
     params:
-        title=lambda wc: f"{wc.dataset}: recon, baseline and refined against the reference",
+        title=lambda wc: f"{wc.dataset}: the three methods, scored",
     shell:
         "python -m scripts.compare_methods {output.summary} --metrics {input.metrics} --timings {input.timings}"
         " --figure {output.figure} --title '{params.title}' 2> {log}"
