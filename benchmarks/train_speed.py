@@ -4,6 +4,7 @@
     python benchmarks/train_speed.py --threads 2 --compare plain      # and the plain network, same run
     python benchmarks/train_speed.py --threads 2 --compare fp32 batch16
     python benchmarks/train_speed.py --epochs 60 --width 32 --estimate-iterations 0 --no-skips
+    python benchmarks/train_speed.py --threads 2 --patterns 162   # the first 6 rows of fly001 only
 
 Trains with the library's own trainer (the `train` stage's code path) and, after every
 --eval-every epochs, reconstructs the whole scan with the network as it would be
@@ -22,6 +23,7 @@ evaluation and the times to target (or that they were not reached).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -89,6 +91,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", type=Path, default=Path("resources/fly001.npz"), help="raw scan with objectGuess")
     p.add_argument("--out", type=Path, default=Path("results/benchmarks/train_speed.json"))
+    p.add_argument("--patterns", type=int, default=0, help="use the scan's first PATTERNS patterns (0: all)")
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--width", type=int, default=ModelConfig.width)
@@ -113,7 +116,9 @@ def main():
     info = scans.machine("cpu")
     scans.print_machine(info)
     c = canonicalise(read_npz(a.raw), a.raw)
-    scan = scan_from(c)
+    scan = scan_from(c).first(a.patterns)
+    if a.patterns:  # the photon scale of the patterns kept, as a file holding only them would give
+        scan = dataclasses.replace(scan, nphotons=float(np.mean(np.sum(scan.amplitude.astype(np.float64) ** 2, (1, 2)))))
     region = scanned_region(scan.x, scan.y)
 
     epie = None
