@@ -97,8 +97,10 @@ def render(obj: np.ndarray, region: tuple[slice, slice], title: str, path, dpi: 
                      alpha=0.7)
         axes[0].set_xlim(-0.5 * step, (w - 0.5) * step)
         axes[0].set_ylim((h - 0.5) * step, -0.5 * step)
-        axes[0].add_artist(AnchoredText(f"{len(x)} scan positions", "upper right", frameon=False,
-                                        prop=dict(color="tab:orange", size=8)))
+        note = AnchoredText(f"{len(x)} scan positions", "upper right", frameon=True,
+                            prop=dict(color="tab:orange", size=8))
+        note.patch.set(facecolor="black", alpha=0.55, edgecolor="none")
+        axes[0].add_artist(note)
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)
@@ -155,16 +157,18 @@ def render_probe(probe: np.ndarray, title: str, path, dpi: int = 120, pixel_size
     plt.close(fig)
 
 
-def resolution_text(cycles_per_pixel: float) -> str:
+def resolution_text(cycles_per_pixel: float, short: bool = False) -> str:
     """An FRC resolution as text; metrics.frc gives 0.5 (Nyquist) when the curve never
-    falls below the threshold, which is no measured resolution."""
-    return f"{cycles_per_pixel:.2f}" if cycles_per_pixel < 0.5 else "beyond the measured band"
+    falls below the threshold, which is no measured resolution (`short`: for a table)."""
+    if cycles_per_pixel < 0.5:
+        return f"{cycles_per_pixel:.2f}"
+    return "beyond band" if short else "beyond the measured band"
 
 
 def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> None:
     """FRC curve of each method (from metrics.frc) with the 1/2-bit threshold, and the
     methods' scores as a table beside it; written to `path` (PNG)."""
-    fig, (ax, tab) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=(1, 1.1), constrained_layout=True)
+    fig, (ax, tab) = plt.subplots(1, 2, figsize=(12, 4), width_ratios=(1, 1.2), constrained_layout=True)
     threshold = None
     for name, c in curves.items():
         resolution = resolution_text(table[name]["frc_resolution_cycles_per_pixel"])
@@ -179,19 +183,20 @@ def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> Non
            xlim=(0, 0.5), title="Fourier ring correlation")
     if curves:
         ax.legend(fontsize=8)
-    columns = [("amplitude_ssim", "amp. SSIM"), ("phase_ssim", "phase SSIM"), ("amplitude_psnr", "amp. PSNR\n(dB)"),
-               ("phase_psnr", "phase PSNR\n(dB)"), ("frc_resolution_cycles_per_pixel", "FRC res.\n(cyc/px)"),
-               ("nll_per_photon", "NLL per\nphoton"), ("heldout_nll_per_photon", "held-out NLL\nper photon"),
-               ("stage_wall_s", "wall (s)")]
+    columns = [("amplitude_ssim", "amp.\nSSIM"), ("phase_ssim", "phase\nSSIM"), ("amplitude_psnr", "amp.\nPSNR (dB)"),
+               ("phase_psnr", "phase\nPSNR (dB)"), ("frc_resolution_cycles_per_pixel", "FRC res.\n(cyc/px)"),
+               ("nll_per_photon", "NLL per\nphoton"), ("heldout_nll_per_photon", "held-out\nNLL"),
+               ("stage_wall_s", "wall\n(s)")]
     columns = [(k, label) for k, label in columns if any(k in row for row in table.values())]
-    cells = [["–" if k not in row else f"{row[k]:.4f}" if "nll" in k else resolution_text(row[k]) if "frc" in k else f"{row[k]:.3f}" if "ssim" in k
+    cells = [["–" if k not in row else f"{row[k]:.4f}" if "nll" in k else resolution_text(row[k], short=True) if "frc" in k else f"{row[k]:.3f}" if "ssim" in k
               else f"{row[k]:.1f}" for k, _ in columns]
              for row in table.values()]
     tab.axis("off")
     t = tab.table(cellText=cells, rowLabels=list(table), colLabels=[label for _, label in columns], loc="center")
     t.auto_set_font_size(False)
-    t.set_fontsize(9)
-    t.scale(1, 2.2)
+    t.set_fontsize(8.5)
+    t.auto_set_column_width(range(len(columns)))
+    t.scale(1, 2.6)
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)

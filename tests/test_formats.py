@@ -19,6 +19,7 @@ from conftest import REPO
 from ptycho_lib.config import DatasetConfig
 from ptycho_lib.formats import MARGIN, read_cxi, read_ptychodus, write_product
 from ptycho_lib.reconstruction import Reconstruction
+from ptycho_lib.simulate import ScanSpec, simulate
 
 def check_round_trip(out, raw):
     counts = np.moveaxis(raw["diff3d"], -1, 0).astype(np.float64)
@@ -188,10 +189,28 @@ MICRO = {  # one short training: enough to go through every stage
 }
 
 
+DETECTOR = ScanSpec(n=64, rows=8, cols=8, step=8.0, nphotons=2e5, seed=3, object_seed=5)  # M = N = 64
+
+
+def write_detector_scan(folder: Path, raw) -> None:
+    """detector.cxi as an Eiger master file: its frames in detector_data_000001.h5 beside
+    it, compressed with Bitshuffle/LZ4, reached by an external link; as many patterns as
+    pixels along a side, the stack order of which convert settles."""
+    import hdf5plugin
+
+    master = write_cxi(folder / "detector.cxi", raw, flip_x=False)
+    with h5py.File(master, "a") as f:
+        frames = f["entry_1/data_1/data"][()]
+        del f["entry_1/data_1/data"]
+        f["entry_1/data_1/data"] = h5py.ExternalLink("detector_data_000001.h5", "/entry/data/data")
+    with h5py.File(folder / "detector_data_000001.h5", "w") as f:
+        f.create_dataset("entry/data/data", data=frames, chunks=(1, *frames.shape[1:]),
+                         **hdf5plugin.Bitshuffle(cname="lz4"))
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     import yaml
-    from ptycho_lib.simulate import simulate
     from conftest import TINY
     from helpers import copy_repo, snakemake
 
@@ -199,8 +218,9 @@ def pipeline(tmp_path_factory):
     work = copy_repo(tmp_path_factory.mktemp("byod"))
     write_cxi(work / "resources/cxiscan.cxi", raw, flip_x=True)
     write_ptychodus(work / "resources/ptyscan", raw)
+    write_detector_scan(work / "resources", simulate(DETECTOR))
     (work / "micro.yaml").write_text(yaml.safe_dump(MICRO))
-    targets = [f"results/recon/{d}.{ext}" for d in ("cxiscan", "ptyscan") for ext in ("png", "h5")]
+    targets = [f"results/recon/{d}.{ext}" for d in ("cxiscan", "ptyscan", "detector") for ext in ("png", "h5")]
     targets += ["results/baseline/cxiscan.png", "results/refined/cxiscan.png", "results/compare/cxiscan.png",
                 "results/metrics/cxiscan.json", "results/probe/cxiscan.png"]
     snakemake(work, *targets, "results/train/cxiscan/loss.png", "--cores", "2", "--configfile", "micro.yaml")
@@ -235,6 +255,19 @@ def test_beamline_scan_goes_through_snakemake_to_png_and_product(pipeline, scan)
         # the object's centre puts every position inside it, where ptychodus expects it
         cx = (f["probe_position_x_m"][()] - f["object"].attrs["center_x_m"]) / PIXEL + w / 2
         np.testing.assert_allclose(cx, rec["xcoords"], atol=1e-6)
+
+
+def test_a_detector_master_file_with_compressed_frames_beside_it_runs_with_no_settings(pipeline):
+    """M = N, frames in an external file, compressed: the scan needs no dataset setting."""
+    work, _ = pipeline
+    assert (work / "results/recon/detector.png").read_bytes()[:4] == b"\x89PNG"
+    raw = simulate(DETECTOR)
+    with np.load(work / "results/imported/detector.npz") as imported:
+        assert json.loads(str(imported["import_notes"]))["files"] == ["detector.cxi", "detector_data_000001.h5"]
+    with np.load(work / "results/canonical/detector.npz") as canonical:
+        assert canonical["diffraction"].shape == (64, 64, 64)
+        np.testing.assert_allclose(canonical["xcoords"] - canonical["xcoords"].min(),
+                                   raw["xcoords"] - raw["xcoords"].min(), atol=1e-6)
 
 
 def test_loss_curve_figure(pipeline):
@@ -313,7 +346,6 @@ def test_a_converted_scan_with_as_many_patterns_as_pixels_needs_no_layout(tmp_pa
     from dataclasses import replace
     from conftest import TINY
     from helpers import copy_repo, snakemake
-    from ptycho_lib.simulate import simulate
 
     raw = simulate(replace(TINY, rows=4, cols=8))  # 32 patterns of 32 x 32
     work = copy_repo(tmp_path)
