@@ -45,21 +45,16 @@ def _frame(shape, pixel_size: float | None) -> tuple[float, str, float]:
     return pixel_size / unit, name, unit
 
 
-def _draw(fig, axes, amp, phase, lim: float, pixel_size: float | None, amp_range=(None, None), label="") -> float:
-    """Amplitude (grey) and phase panels of one reconstruction on a row of two axes, in
-    physical units with a scale bar when the pixel size is known; returns the pixel step
-    in axis units."""
-    h, w = amp.shape
-    step, unit_name, unit = _frame(amp.shape, pixel_size)
+def _panels(fig, axes, panels, pixel_size: float | None) -> float:
+    """Images (image, imshow keywords, title) on `axes`, each with a colour bar, in
+    physical units with a scale bar when the pixel size is known; returns the pixel
+    step in axis units."""
+    h, w = panels[0][0].shape
+    step, unit_name, unit = _frame((h, w), pixel_size)
     extent = (-0.5 * step, (w - 0.5) * step, (h - 0.5) * step, -0.5 * step)
-    for ax, img, kw, name in (
-        (axes[0], amp, dict(cmap="gray", vmin=amp_range[0], vmax=amp_range[1]), "amplitude"),
-        # a cyclic map only for a full cycle: on a partial range its two light ends
-        # would make +lim and -lim look alike
-        (axes[1], phase, dict(cmap="twilight" if lim == np.pi else "RdBu_r", vmin=-lim, vmax=lim), "phase (rad)"),
-    ):
+    for ax, (img, kw, name) in zip(axes, panels):
         im = ax.imshow(img, interpolation="nearest", extent=extent, **kw)
-        ax.set_title(label + name)
+        ax.set_title(name)
         ax.set_xlabel(f"x ({unit_name})")
         ax.set_ylabel(f"y ({unit_name})")
         fig.colorbar(im, ax=ax, shrink=0.85)
@@ -67,6 +62,16 @@ def _draw(fig, axes, amp, phase, lim: float, pixel_size: float | None, amp_range
             length, text = scale_bar_length(w * pixel_size)
             _scale_bar(ax, length / unit, text, max(h * step / 80, 0.5 * step))
     return step
+
+
+def _draw(fig, axes, amp, phase, lim: float, pixel_size: float | None, amp_range=(None, None), label="") -> float:
+    """Amplitude (grey) and phase panels of one reconstruction on a row of two axes."""
+    return _panels(fig, axes, [
+        (amp, dict(cmap="gray", vmin=amp_range[0], vmax=amp_range[1]), label + "amplitude"),
+        # a cyclic map only for a full cycle: on a partial range its two light ends
+        # would make +lim and -lim look alike
+        (phase, dict(cmap="twilight" if lim == np.pi else "RdBu_r", vmin=-lim, vmax=lim), label + "phase (rad)"),
+    ], pixel_size)
 
 
 def _scale_bar(ax, length: float, text: str, thickness: float) -> None:
@@ -129,24 +134,13 @@ def render_probe(probe: np.ndarray, title: str, path, dpi: int = 120, pixel_size
     """The probe's amplitude and phase (the phase shown where the amplitude exceeds 5 %
     of its peak; grey elsewhere, where it means nothing), and its far-field intensity
     on a log scale: what the patterns are made of."""
-    amp, phase = np.abs(probe), np.angle(probe)
-    n = probe.shape[0]
-    step, unit_name, unit = _frame(probe.shape, pixel_size)
-    extent = (-0.5 * step, (n - 0.5) * step, (n - 0.5) * step, -0.5 * step)
+    amp = np.abs(probe)
     far = np.abs(np.fft.fftshift(np.fft.fft2(probe, norm="ortho"))) ** 2
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.4), constrained_layout=True)
-    shown = np.ma.masked_where(amp < 0.05 * amp.max(), phase)
+    shown = np.ma.masked_where(amp < 0.05 * amp.max(), np.angle(probe))
     cyclic = plt.get_cmap("twilight").with_extremes(bad="0.75")
-    for ax, img, kw, name in ((axes[0], amp, dict(cmap="gray"), "amplitude"),
-                              (axes[1], shown, dict(cmap=cyclic, vmin=-np.pi, vmax=np.pi), "phase (rad)")):
-        im = ax.imshow(img, interpolation="nearest", extent=extent, **kw)
-        ax.set_title(name)
-        ax.set_xlabel(f"x ({unit_name})")
-        ax.set_ylabel(f"y ({unit_name})")
-        fig.colorbar(im, ax=ax, shrink=0.85)
-        if pixel_size:
-            length, text = scale_bar_length(n * pixel_size)
-            _scale_bar(ax, length / unit, text, max(n * step / 80, 0.5 * step))
+    _panels(fig, axes, [(amp, dict(cmap="gray"), "amplitude"),
+                        (shown, dict(cmap=cyclic, vmin=-np.pi, vmax=np.pi), "phase (rad)")], pixel_size)
     im = axes[2].imshow(np.log10(far / far.max() + 1e-12), cmap="magma", vmin=-6, vmax=0, interpolation="nearest")
     axes[2].set_title("far field, log10 of intensity / peak")
     axes[2].set_xlabel("detector column")
