@@ -79,6 +79,9 @@ class DatasetConfig:
     adapt_epochs: int = opt(0, "fine-tune the dataset's model on this scan for this many epochs (the training "
                             "loss, from the model's weights) and reconstruct with the result "
                             "(results/adapt/NAME/); 0 = the model as it is", min=0, only=())
+    refine_probe: bool = opt(False, "the file's probe is only approximate (an estimate, a blurred or older one): "
+                             "the baseline refines it, and the network, its reconstruction and the refinement "
+                             "use that refined probe (results/probed/NAME.npz)", only=())
 
 
 @dataclass

@@ -114,6 +114,14 @@ def model_of(dataset):
     return (config["datasets"].get(dataset) or {}).get("model") or dataset
 
 
+def scan_file(dataset):
+    """The canonical scan every stage after the baseline reads: with `refine_probe`,
+    the one carrying the baseline's refined probe."""
+    if dataset_settings(dataset)["refine_probe"]:
+        return f"results/probed/{dataset}.npz"
+    return f"results/canonical/{dataset}.npz"
+
+
 def training_data(model):
     """The datasets a model is trained on (default: the dataset of the same name)."""
     data = (config["models"].get(model) or {}).get("train_data") or model

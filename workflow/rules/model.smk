@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        data=lambda wc: [f"results/canonical/{d}.npz" for d in training_data(wc.model)],
+        data=lambda wc: [scan_file(d) for d in training_data(wc.model)],
         sources=sources("scripts/train.py"),
     output:
         best="results/train/{model}/best.ckpt",
@@ -51,7 +51,7 @@ rule train:
 rule adapt:
     input:
         bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
-        data="results/canonical/{dataset}.npz",
+        data=lambda wc: scan_file(wc.dataset),
         sources=sources("scripts/train.py") + sources("scripts/export.py"),
     output:
         bundle="results/adapt/{dataset}/wts.h5.zip",

@@ -4,7 +4,7 @@
 rule recon:
     input:
         bundle=lambda wc: bundle_of(wc.dataset),
-        data="results/canonical/{dataset}.npz",
+        data=lambda wc: scan_file(wc.dataset),
         sources=sources("scripts/infer.py"),
     output:
         "results/recon/{dataset}.npz",
@@ -79,7 +79,7 @@ rule compare_figure:
 
 rule probe_figure:
     input:
-        data="results/canonical/{dataset}.npz",
+        data=lambda wc: scan_file(wc.dataset),
         sources=sources("scripts/render.py"),
     output:
         report(
@@ -102,7 +102,7 @@ rule probe_figure:
 rule product:
     input:
         recon="results/recon/{dataset}.npz",
-        data="results/canonical/{dataset}.npz",
+        data=lambda wc: scan_file(wc.dataset),
         metrics=lambda wc: metrics_of(wc.dataset),
         sources=sources("scripts/product.py"),
     output:

@@ -20,14 +20,35 @@ rule baseline:
         runtime=config["resources"]["train"]["runtime"],
     params:
         flags=flags("baseline", "solver", "execution"),
+        # a scan whose probe is approximate: the baseline refines it for every later stage
+        probe=lambda wc: (
+            "--probe-refinement"
+            if dataset_settings(wc.dataset)["refine_probe"]
+            else ""
+        ),
     shell:
         "python -m scripts.solve baseline --test-data {input.data} --output {output} {params.flags}"
-        " --threads {threads} 2> {log}"
+        " {params.probe} --threads {threads} 2> {log}"
+
+
+rule probed:
+    input:
+        data="results/canonical/{dataset}.npz",
+        solved="results/baseline/{dataset}.npz",
+        sources=sources("scripts/probed.py"),
+    output:
+        "results/probed/{dataset}.npz",
+    log:
+        "logs/probed/{dataset}.log",
+    conda:
+        "../envs/ptycho.yaml"
+    shell:
+        "python -m scripts.probed {input.data} {input.solved} {output} 2> {log}"
 
 
 rule refined:
     input:
-        data="results/canonical/{dataset}.npz",
+        data=lambda wc: scan_file(wc.dataset),
         init="results/recon/{dataset}.npz",
         sources=sources("scripts/solve.py"),
     output:
