@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from beamline_files import write_cxi
 from conftest import REPO
@@ -69,11 +70,15 @@ def test_the_docs_show_commands_and_only_placeholders_are_skipped():
 
 
 def fresh_checkout(folder: Path, raw) -> Path:
-    """A checkout with the scans the docs' examples name."""
+    """A checkout with the scans the docs' examples name, and docs/usage.md's example
+    configuration of a, b and c (one model, trained on a)."""
     work = copy_repo(folder)
     write_cxi(work / "resources/myscan.cxi", raw)
     for name in ("a", "b", "c"):
         np.savez(work / f"resources/{name}.npz", **raw)
+    settings = yaml.safe_load((work / "config/config.yaml").read_text())
+    settings["datasets"].update({"a": None, "b": {"model": "a"}, "c": {"model": "a"}})
+    (work / "config/config.yaml").write_text(yaml.safe_dump(settings))
     return work
 
 

@@ -56,7 +56,7 @@ def test_a_solver_run_without_a_refined_probe_is_refused(canonical, tmp_path, ca
 def test_every_stage_after_the_baseline_reads_the_probed_scan(tmp_path):
     work = copy_repo(tmp_path)
     write_npz(work / "resources/tiny.npz", simulate(TINY))
-    out = snakemake(work, "-n", "-p", "results/refined/tiny.png", "results/probe/tiny.png", "results/recon/tiny.h5",
+    out = snakemake(work, "-n", "-p", "results/metrics/tiny.json", "results/probe/tiny.png", "results/recon/tiny.h5",
                     "--config", "datasets={tiny: {refine_probe: true}}").stdout
     commands = [line for line in out.splitlines() if "python -m scripts." in line]
 
@@ -65,5 +65,5 @@ def test_every_stage_after_the_baseline_reads_the_probed_scan(tmp_path):
     assert "--test-data results/canonical/tiny.npz" in command("solve baseline")
     assert command("solve baseline").split("--no-probe-refinement")[-1].count("--probe-refinement") == 1
     assert "results/canonical/tiny.npz results/baseline/tiny.npz results/probed/tiny.npz" in command("probed")
-    for script in ("train", "infer", "solve refined", "render --probe", "product"):
+    for script in ("train", "infer", "solve refined", "render --probe", "product", "evaluate results/refined"):
         assert "results/probed/tiny.npz" in command(script), script

@@ -148,6 +148,6 @@ def test_report_shows_each_scan_with_its_model(built):
     html = (built / "report.html").read_text()
     for name in SCANS:
         assert f"{name}.png" in html
-        assert f"Scan {name} reconstructed by model a" in html
+        assert f"Scan {name} reconstructed by the network, model a" in html
     assert html.count("metrics.csv") >= 1
     assert "loss.png" in html and "Loss curve of model a" in html

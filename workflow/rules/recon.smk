@@ -119,7 +119,7 @@ rule product:
 rule evaluate:
     input:
         recon="results/{method}/{dataset}.npz",
-        reference="results/canonical/{dataset}.npz",
+        reference=lambda wc: scan_file(wc.dataset),
         sources=sources("scripts/evaluate.py"),
     output:
         "results/metrics/{method}/{dataset}.json",
