@@ -35,8 +35,9 @@ def reconstruct_arrays(bundle: str | Path, diffraction: np.ndarray, probe: np.nd
     counts; give `nphotons`, the mean photons per pattern, when they are rescaled);
     probe (N, N) complex; x, y (M,) positions in object pixels, as the file contract's
     xcoords / ycoords; bad_pixels (N, N), nonzero where the detector measured nothing
-    (left out, as the file contract's `bad_pixels`). A bundle made for another pattern size is refused; bad arrays
-    raise InputError with a one-line message, as a bad file does."""
+    (left out, as the file contract's `bad_pixels`). A bundle made for another pattern
+    size is refused; bad arrays raise InputError with a one-line message, as a bad
+    file does."""
     raw = {"diffraction": np.asarray(diffraction), "probeGuess": np.asarray(probe),
            "xcoords": np.asarray(x), "ycoords": np.asarray(y),
            **({} if bad_pixels is None else {"bad_pixels": np.asarray(bad_pixels)})}

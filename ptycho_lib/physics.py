@@ -66,7 +66,7 @@ def poisson_nll(lam: torch.Tensor, counts: torch.Tensor, nphotons: float) -> tor
     nothing. Shape (...,) over leading dims."""
     lam, measured = lam.clamp_min(1e-6), counts.clamp_min(0)
     nll = lam - measured * torch.log(lam) - (measured - torch.special.xlogy(measured, measured))
-    if counts.min() < 0:  # (tested, so that scans without bad pixels sum exactly as before)
+    if counts.min() < 0:  # only then: a scan without bad pixels sums exactly as it always did
         nll = nll * (counts >= 0)
     return nll.sum(dim=(-2, -1)) / nphotons
 

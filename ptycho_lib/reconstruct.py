@@ -282,8 +282,8 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
 
     net = inference_network(net, device, settings)
     store = _PatchStore(m, n, patch_memory)
-    loader = DataLoader(_Batches(scan.amplitude, order, batch, scale, scan.bad_pixels), batch_size=None, num_workers=num_workers,
-                        pin_memory=torch.device(device).type == "cuda")
+    loader = DataLoader(_Batches(scan.amplitude, order, batch, scale, scan.bad_pixels), batch_size=None,
+                        num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
     try:
         with torch.inference_mode():
             for b, patterns in enumerate(clock.timed((progress or iter)(loader), "read")):

@@ -182,9 +182,7 @@ def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> Non
                ("nll_per_photon", "NLL per\nphoton"), ("heldout_nll_per_photon", "held-out\nNLL"),
                ("stage_wall_s", "wall\n(s)")]
     columns = [(k, label) for k, label in columns if any(k in row for row in table.values())]
-    cells = [["–" if k not in row else f"{row[k]:.4f}" if "nll" in k else resolution_text(row[k], short=True) if "frc" in k else f"{row[k]:.3f}" if "ssim" in k
-              else f"{row[k]:.1f}" for k, _ in columns]
-             for row in table.values()]
+    cells = [[_cell(k, row) for k, _ in columns] for row in table.values()]
     tab.axis("off")
     t = tab.table(cellText=cells, rowLabels=list(table), colLabels=[label for _, label in columns], loc="center")
     t.auto_set_font_size(False)
@@ -194,6 +192,18 @@ def plot_frc(curves: dict, table: dict, title: str, path, dpi: int = 110) -> Non
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)
+
+
+def _cell(key: str, row: dict) -> str:
+    """A score as the metrics table shows it."""
+    if key not in row:
+        return "–"
+    value = row[key]
+    if "nll" in key:
+        return f"{value:.4f}"
+    if "frc" in key:
+        return resolution_text(value, short=True)
+    return f"{value:.3f}" if "ssim" in key else f"{value:.1f}"
 
 
 def read_metrics(path) -> dict[str, np.ndarray]:

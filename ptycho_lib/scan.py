@@ -80,9 +80,9 @@ def mark_unmeasured(amplitude: np.ndarray, bad_pixels: np.ndarray | None) -> np.
 
 
 def lit_fraction(probe: np.ndarray, bad_pixels: np.ndarray | None) -> float:
-    """The share of the probe's far-field intensity (zero frequency at N/2, as the patterns) that falls on measured pixels: the
-    photons per pattern are the measured ones divided by it (a transparent object sends
-    the light where the probe alone does)."""
+    """The share of the probe's far-field intensity (zero frequency at N/2, as the
+    patterns) that falls on measured pixels: the photons per pattern are the measured
+    ones divided by it (a transparent object sends the light where the probe alone does)."""
     if bad_pixels is None:
         return 1.0
     spectrum = np.abs(np.fft.fftshift(np.fft.fft2(np.asarray(probe, np.complex128)))) ** 2
