@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 from pathlib import Path
 
@@ -113,18 +114,40 @@ def run_program(work: Path, argv: list[str], monkeypatch) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+def snakemake_args(argv: list[str]) -> list[str]:
+    """A documented Snakemake command's arguments as the test runs them: a dry run,
+    except for a report (of targets built beforehand) and --unlock."""
+    args = argv[1:]
+    return args if {"--report", "--unlock", "-n"} & set(args) else ["-n", *args]
+
+
+SNAKEMAKE = [snakemake_args(argv) for _, c in ALL if not FRAGMENT.search(c)
+             for argv in runnable(c) if argv[0] == "snakemake"]
+
+
+@pytest.fixture(scope="module")
+def snakemake_runs(checkout) -> dict[tuple, subprocess.CompletedProcess]:
+    """Every documented Snakemake command's run: the targets of the reports built first
+    (in one short run), the dry runs two at a time, the rest one by one."""
+    reported = {a for args in SNAKEMAKE if "--report" in args for a in args if a.startswith("results/")}
+    snakemake(checkout, *sorted(reported), "--cores", "2", "--config", "train={max_epochs: 1}",
+              "solver={iterations: 2, refine_iterations: 2}")
+    dry = [args for args in SNAKEMAKE if args[0] == "-n" or "-n" in args]
+    with ThreadPoolExecutor(2) as pool:
+        runs = dict(zip(map(tuple, dry), pool.map(lambda a: snakemake(checkout, *a, check=False), dry)))
+    for args in SNAKEMAKE:
+        if tuple(args) not in runs:
+            runs[tuple(args)] = snakemake(checkout, *args, check=False)
+    return runs
+
+
 @pytest.mark.parametrize("doc, command", [p for p in ALL if not FRAGMENT.search(p[1])],
                          ids=[f"{d}: {c[:60]}" for d, c in ALL if not FRAGMENT.search(c)])
-def test_a_documented_command_runs_as_shown(checkout, bare, doc, command, monkeypatch):
+def test_a_documented_command_runs_as_shown(snakemake_runs, bare, doc, command, monkeypatch):
     for argv in runnable(command):
         if argv[0] == "snakemake":
-            args = argv[1:]
-            if not {"--report", "--unlock", "-n"} & set(args):
-                args = ["-n", *args]
-            elif "--report" in args:  # a report of what was built: build it first
-                snakemake(checkout, *[a for a in args if a.startswith("results/")], "--cores", "2",
-                          "--config", "train={max_epochs: 1}", "solver={iterations: 2, refine_iterations: 2}")
-            snakemake(checkout, *args)
+            proc = snakemake_runs[tuple(snakemake_args(argv))]
+            assert proc.returncode == 0, (command, proc.stdout[-2000:], proc.stderr[-2000:])
         else:
             code, err = run_program(bare, argv, monkeypatch)
             lines = err.strip().splitlines()
