@@ -32,7 +32,7 @@ def main(argv):
     if probe.shape != old.shape:
         raise InputError(a.solved, f"probe {probe.shape} does not match the scan's {old.shape}")
     # the file probe's energy: the photon scale comes from nphotons either way (physics.scale_probe)
-    scale = np.sqrt(np.sum(np.abs(old.astype(np.complex128)) ** 2) / np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    scale = np.linalg.norm(old.astype(np.complex128)) / np.linalg.norm(probe.astype(np.complex128))
     notes = json.loads(str(scan["conversions"]))
     notes["conversions"].append(f"probe replaced by the refined one of {a.solved.name}")
     write_npz(a.output, {**scan, "probeGuess": (probe * scale).astype(np.complex64),
