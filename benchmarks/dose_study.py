@@ -55,14 +55,18 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
     row = {}
 
+    bundle = work / "wts.h5.zip"
     t = time.perf_counter()
-    ckpt = train(scan, None, work, DataConfig(gridsize=gridsize), ModelConfig(),
-                 TrainConfig(max_epochs=epochs, checkpoint_monitor=monitor), ExecConfig(quiet=True))
-    train_s = time.perf_counter() - t
-    export_checkpoint(ckpt, work / "wts.h5.zip")
-    net, _ = load_network(work / "wts.h5.zip", n=scan.n)
+    if not bundle.exists():  # else a network kept by an earlier run (--networks)
+        ckpt = train(scan, None, work, DataConfig(gridsize=gridsize), ModelConfig(),
+                     TrainConfig(max_epochs=epochs, checkpoint_monitor=monitor), ExecConfig(quiet=True))
+        export_checkpoint(ckpt, bundle)
+        (work / "train_s").write_text(f"{time.perf_counter() - t}")
+    train_s = float((work / "train_s").read_text())
+    net, _ = load_network(bundle, n=scan.n)
     t = time.perf_counter()
-    pinn = reconstruct(net, scan, InferConfig(), "cpu").object
+    rec = reconstruct(net, scan, InferConfig(), "cpu", holdout_fraction=SolverConfig.holdout_fraction)
+    pinn, fair = rec.object, rec.extra["object_without_held_out"]
     row["recon"] = {**_scores(pinn, scan, probe, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
     t = time.perf_counter()
@@ -79,7 +83,7 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
 
     t = time.perf_counter()
     solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(momentum=momentum),
-                           refine_iterations)
+                           refine_iterations, fair_start=np.where(fair != 0, fair, 1))
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,
@@ -132,6 +136,9 @@ def main():
     p.add_argument("--refine-iterations", type=int, default=SolverConfig.refine_iterations)
     p.add_argument("--momentum", type=float, default=SolverConfig.momentum,
                    help="the solvers' momentum on the smooth change (solver.momentum)")
+    p.add_argument("--networks", type=Path, default=None,
+                   help="keep each case's trained network here and reuse it when a later run finds it "
+                        "(same step, dose, gridsize, epochs and monitor; its training time is the first run's)")
     p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")
     a = p.parse_args()
     if len(a.gridsize) == 1:
@@ -147,9 +154,12 @@ def main():
     for step, gridsize in zip(a.steps, a.gridsize):
         for dose in a.doses:
             spec = ScanSpec(step=step, nphotons=dose, **size)
-            with tempfile.TemporaryDirectory() as work:
+            with tempfile.TemporaryDirectory() as scratch:
+                work = Path(scratch) if a.networks is None else (
+                    a.networks / f"step{step:g}_dose{dose:g}_{spec.rows}x{spec.cols}_gridsize{gridsize}_{a.epochs}{a.checkpoint_monitor}")
+                work.mkdir(parents=True, exist_ok=True)
                 result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, a.iterations, a.refine_iterations,
-                                  a.momentum, Path(work))
+                                  a.momentum, work)
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +
