@@ -19,7 +19,9 @@ The network is trained with the pipeline's defaults (groups of 4, gridsize 2);
 (`--steps 14 --gridsize 3`: groups of 9 at the lower overlap).
 Writes dose_study.json, dose_study.csv and dose_study.png (phase SSIM and FRC
 resolution against dose) into --out and prints the table with wall times. Every
-method runs in this process, one after the other, on the same data.
+method runs in this process, one after the other, on the same data. --networks DIR
+keeps each case's trained network and reuses it in later runs (to compare refinements
+on the same networks without training again).
 """
 
 from __future__ import annotations
@@ -65,8 +67,7 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     train_s = float((work / "train_s").read_text())
     net, _ = load_network(bundle, n=scan.n)
     t = time.perf_counter()
-    rec = reconstruct(net, scan, InferConfig(), "cpu", holdout_fraction=SolverConfig.holdout_fraction)
-    pinn, fair = rec.object, rec.extra["object_without_held_out"]
+    pinn = reconstruct(net, scan, InferConfig(), "cpu").object
     row["recon"] = {**_scores(pinn, scan, probe, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
     t = time.perf_counter()
@@ -83,7 +84,7 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
 
     t = time.perf_counter()
     solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(momentum=momentum),
-                           refine_iterations, fair_start=np.where(fair != 0, fair, 1))
+                           refine_iterations)
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,

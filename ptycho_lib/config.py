@@ -161,9 +161,6 @@ class InferConfig:
     align_phase: bool = opt(True, "solve for each patch's global phase from the overlaps before stitching")
 
 
-SOLVERS = ("baseline", "refined")  # the programs that run the iterative solver
-
-
 @dataclass
 class SolverConfig:
     iterations: int = opt(100, "passes over all positions for the baseline (from a flat object)", min=1,
@@ -172,8 +169,7 @@ class SolverConfig:
                                  "> 0 the most passes the data-driven choice considers", min=1, only=("refined",))
     holdout_fraction: float = opt(0.1, "refinement: fraction of the patterns (spread over the scan) held out to "
                                   "choose the pull and the passes, by their Poisson NLL (0 = refine_iterations "
-                                  "passes with no pull); the network's reconstruction is also stitched without them, so that the "
-                                  "choice compares it fairly", min=0.0, max=0.5, only=("refined", "infer"))
+                                  "passes with no pull)", min=0.0, max=0.5, only=("refined",))
     pulls: tuple = opt((16.0, 4.0, 1.0, 0.25), "refinement: strengths of the pull toward the network's "
                        "reconstruction, tried from strong to weak (holdout_every passes each) before plain passes; "
                        "in probe views: 1 weighs the prior like one full-intensity view of the pixel", type=float,
@@ -186,14 +182,13 @@ class SolverConfig:
                                    "held-out NLL by more than this fraction", min=0.0, max=0.5, only=("refined",))
     momentum: float = opt(0.0, "decay per pass of the momentum on the object's smooth change (0 = none; 0.9 "
                           "converges the large-scale phase in far fewer passes at high dose, but fits noise "
-                          "sooner at low dose)", min=0.0, max=0.99, only=SOLVERS)
+                          "sooner at low dose)", min=0.0, max=0.99)
     momentum_scale: float = opt(3.0, "pixels over which the object's change is smoothed before it gathers "
-                                "momentum (fine detail gets none)", above=0.0, only=SOLVERS)
-    batch_size: int = opt(32, "positions whose updates are summed into one step", min=1, only=SOLVERS)
-    alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0,
-                       only=SOLVERS)
-    probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)", only=SOLVERS)
-    seed: int = opt(0, "order in which positions are visited", min=0, only=SOLVERS)
+                                "momentum (fine detail gets none)", above=0.0)
+    batch_size: int = opt(32, "positions whose updates are summed into one step", min=1)
+    alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0)
+    probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)")
+    seed: int = opt(0, "order in which positions are visited", min=0)
 
 
 @dataclass
@@ -231,7 +226,7 @@ SECTIONS = {"dataset": DatasetConfig, "data": DataConfig, "model": ModelConfig, 
             "infer": InferConfig, "solver": SolverConfig, "render": RenderConfig, "execution": ExecConfig}
 # the sections each program (script) reads its settings from
 PROGRAMS = {"convert": ("dataset",), "validate": ("dataset", "data"), "transpose": ("dataset",),
-            "train": ("data", "model", "train", "execution"), "infer": ("infer", "solver", "execution"),
+            "train": ("data", "model", "train", "execution"), "infer": ("infer", "execution"),
             "baseline": ("solver", "execution"), "refined": ("solver", "execution"),
             "render": ("render",), "loss_curve": ("render",)}
 # optional experiment loggers: the module they need and how to install it

@@ -185,8 +185,7 @@ def pull_schedule(cfg: SolverConfig, most: int) -> list[float]:
 
 
 def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, start: np.ndarray,
-           cfg: SolverConfig, most: int, on_check=None, fair_start: np.ndarray | None = None
-           ) -> tuple[Solver, np.ndarray]:
+           cfg: SolverConfig, most: int, on_check=None) -> tuple[Solver, np.ndarray]:
     """Refine `start` toward the measured patterns, as far as the data say.
 
     A spread-out fraction of the patterns (cfg.holdout_fraction) is held out; the solver
@@ -199,19 +198,11 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     given one more pass over all patterns with the pull it had. Returns the finished solver (its
     `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
     nothing but the patterns and the start. on_check(solver) is called at each
-    check (to watch the path).
-
-    A network's reconstruction has seen every pattern, the held-out ones included, and
-    so predicts them better than any object that has not: judged by them, it would be
-    kept too often. `fair_start`, the same start made without the held-out patterns
-    (reconstruct's object_without_held_out, 1 where only they lit the canvas), is then
-    where the path starts and what it is pulled toward; the winner's last pass over all
-    patterns pulls toward `start`."""
+    check (to watch the path)."""
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
     schedule = pull_schedule(cfg, most)
-    path_start = start if fair_start is None else fair_start
-    solver = Solver(amplitude[fit], probe, y[fit], x[fit], path_start, cfg, prior=path_start)
+    solver = Solver(amplitude[fit], probe, y[fit], x[fit], start, cfg, prior=start)
     nll = solver.nll(amplitude[held], y[held], x[held])
     curve, best = [(0, np.inf, nll)], (nll, 0, solver.obj.clone(), solver.probe.clone())
     if on_check:
@@ -228,7 +219,7 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
         if nll < best[0]:
             best = (nll, solver.passes, solver.obj.clone(), solver.probe.clone())
     _, passes, obj, best_probe = best
-    final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy() if passes else start, cfg, prior=start)
+    final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy(), cfg, prior=start)
     final.history, final.passes = solver.history[:passes], passes
     if passes:
         final.run(1, pull=schedule[passes - 1])

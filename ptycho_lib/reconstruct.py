@@ -37,7 +37,6 @@ from .config import InferConfig
 from .data import input_scale
 from .geometry import canvas_geometry
 from .io import release_pages
-from .iterative import spread_subset
 from .model import PtychoNet
 from .reconstruction import Reconstruction
 from .scan import Scan, mark_unmeasured
@@ -255,8 +254,7 @@ def _canvas(scan: Scan, pad_eval: bool):
 
 
 def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu", num_workers: int = 0,
-                progress=None, patch_memory: int = PATCH_MEMORY, timings: dict | None = None,
-                holdout_fraction: float = 0.0) -> Reconstruction:
+                progress=None, patch_memory: int = PATCH_MEMORY, timings: dict | None = None) -> Reconstruction:
     """The network's reconstruction of a scan: object (complex64), stitching weights,
     positions and origin on the canvas (_canvas). The patterns go through the network
     cfg.batch_size at a time (0: the device's default, see inference_settings), loaded
@@ -264,9 +262,7 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     (bundle.load_network(n=...) refuses one that does not); it is not modified
     (inference runs a copy, see inference_network). `timings`, when given, receives
     the seconds spent per step (read, network, align, stitch). `progress`, when given,
-    wraps the iterable of batches (a progress bar). With holdout_fraction > 0 the
-    extra `object_without_held_out` is the object stitched without the patterns the
-    refinement holds out (iterative.spread_subset): its fair start for judging them."""
+    wraps the iterable of batches (a progress bar)."""
     clock = _Clock("read", "network", "align", "stitch")
     with clock("read"):  # each scan is scaled by its own statistics, as the training scan was
         scale = np.float32(input_scale(scan.amplitude))
@@ -275,10 +271,6 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     y, x = scan.y + oy, scan.x + ox
     m, n = len(x), scan.n
     stitcher = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim)
-    held = np.zeros(m, bool)
-    if holdout_fraction > 0:
-        held[spread_subset(m, holdout_fraction)] = True
-        held_stitcher = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim)
     settings = inference_settings(device, cfg.batch_size)
     batch = settings.batch_size
     with clock("align"):
@@ -313,16 +305,9 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
                 if align:
                     patches *= np.exp(1j * phases[idx]).astype(np.complex64)[:, None, None]
                 stitcher.add(patches, y[idx], x[idx])
-                if held[idx].any():
-                    h = held[idx]
-                    held_stitcher.add(patches[h], y[idx][h], x[idx][h])
             obj, weight = stitcher.result()
-            extra = {}
-            if holdout_fraction > 0:
-                extra = {"object_without_held_out": stitcher.result(leave_out=held_stitcher)[0],
-                         "held_out_fraction": np.float64(holdout_fraction)}
     finally:
         store.close()
     if timings is not None:
         timings.update(clock.seconds)
-    return Reconstruction(obj, weight, x, y, np.array([oy, ox]), dict(scan.geometry), extra=extra)
+    return Reconstruction(obj, weight, x, y, np.array([oy, ox]), dict(scan.geometry))

@@ -209,13 +209,9 @@ class Stitcher:
                 c = (((1 - fy) if dy == 0 else fy) * ((1 - fx) if dx == 0 else fx))[:, None, None]
                 self._scatter(iy + dy, ix + dx, vals * c, self.weight * c)
 
-    def result(self, leave_out: Stitcher | None = None):
-        """(object (H, W) complex64 with 0 where nothing was lit, weights (H, W) float32);
-        with `leave_out`, a stitcher given some of the same patches, the result without
-        those patches."""
+    def result(self):
+        """(object (H, W) complex64 with 0 where nothing was lit, weights (H, W) float32)."""
         den, num = self.den, self.num
-        if leave_out is not None:
-            den, num = den - leave_out.den, num - leave_out.num
         ok = lit(den)
         obj = np.where(ok, num / np.where(ok, den, 1), 0)
         return obj.astype(np.complex64), den.astype(np.float32)

@@ -8,9 +8,7 @@ above is what the workflow's recon rule runs (--output FILE names it instead). T
 holds `object` (complex64), `amplitude` and `phase` (float32), the stitching `weight`,
 the positions used on that canvas, the canvas `origin` (row, column of the reference
 object's pixel 0), a JSON `provenance` string and the scan's geometry keys
-(`pixel_size_m`, `wavelength_m`, ... when the scan has them) and, for the refined
-stage, `object_without_held_out` (the object stitched without the patterns the
-refinement holds out, --holdout-fraction); the layout is
+(`pixel_size_m`, `wavelength_m`, ... when the scan has them); the layout is
 ptycho_lib.reconstruction's. A progress bar over the batches goes to stderr unless
 --quiet. Every flag: docs/cli.md.
 """
@@ -51,12 +49,11 @@ def main(argv):
     torch.set_num_threads(torch_threads(cfg["execution"]))
     device = pick_accelerator(cfg["execution"].accelerator)
     progress = None if cfg["execution"].quiet else (lambda batches: tqdm(batches, desc="infer", unit="batch"))
-    rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers, progress,
-                      holdout_fraction=cfg["solver"].holdout_fraction)
+    rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers, progress)
     rec.provenance = {
         "model_bundle": a.model_path.name, "model_bundle_sha256": sha256_file(a.model_path),
         "data": a.test_data.name, "data_sha256": sha256_file(a.test_data),
-        "infer": vars(cfg["infer"]), "solver": vars(cfg["solver"]), "library_version": __version__,
+        "infer": vars(cfg["infer"]), "library_version": __version__,
     }
     rec.save(output)
     record(output, "infer", {"model_bundle": a.model_path, "data": a.test_data},

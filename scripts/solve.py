@@ -10,9 +10,7 @@ from a reconstruction (the network's) and refines it as far as the data say, up 
 --refine-iterations passes: the solver runs on all but a spread-out --holdout-fraction
 of the patterns, pulled toward the start with the strengths --pulls (then not at all),
 and the state where those held-out patterns' Poisson NLL is lowest is kept and given a
-last pass over all patterns. The path starts from --init's `object_without_held_out`
-(the network's object stitched without the held-out patterns, written by infer), so
-that the network is judged on patterns it has not seen (`heldout_nll` in the output holds the (passes, pull, NLL)
+last pass over all patterns (`heldout_nll` in the output holds the (passes, pull, NLL)
 curve; --holdout-fraction 0 runs --refine-iterations plain passes). The output
 is a reconstruction file like infer's (ptycho_lib.reconstruction), with the canvas
 origin, the scan's geometry, the solver's `fourier_error` per pass and, with
@@ -34,7 +32,7 @@ from ptycho_lib.io import InputError, sha256_file
 from ptycho_lib.iterative import Solver, refine
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.provenance import record
-from ptycho_lib.reconstruction import Reconstruction, check_finite
+from ptycho_lib.reconstruction import Reconstruction
 from ptycho_lib.scan import load_scan
 
 METHODS = ("baseline", "refined")
@@ -66,13 +64,11 @@ def main(argv):
         if rec.object.shape != shape:
             raise InputError(init, f"object {rec.object.shape} does not match the scan's canvas {shape}")
         start, passes = np.where(rec.lit(), rec.object, 1).astype(np.complex64), solver_cfg.refine_iterations
-        fair_start = _fair_start(rec, init, solver_cfg.holdout_fraction, len(scan.x))
     probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
     t0 = time.perf_counter()
     extra = {}
     if init is not None and solver_cfg.holdout_fraction > 0:
-        solver, extra["heldout_nll"] = refine(scan.measured, probe, y, x, start, solver_cfg, passes,
-                                              fair_start=fair_start)
+        solver, extra["heldout_nll"] = refine(scan.measured, probe, y, x, start, solver_cfg, passes)
         passes = solver.passes
     else:
         solver = Solver(scan.measured, probe, y, x, start, solver_cfg)
@@ -91,23 +87,6 @@ def main(argv):
            extra={"solver_seconds": seconds})
     fit = f", final Fourier error {solver.history[-1]:.4f}" if solver.history else ""
     print(f"{passes} passes in {seconds:.1f} s{fit}", file=sys.stderr)
-
-
-def _fair_start(rec: Reconstruction, path: Path, holdout_fraction: float, m: int) -> np.ndarray | None:
-    """The start stitched without the patterns the refinement holds out (infer writes it
-    with the same --holdout-fraction), 1 where only they lit the canvas; None, with a
-    note, when the file has none for this fraction and scan."""
-    if holdout_fraction <= 0:
-        return None
-    fair = rec.extra.get("object_without_held_out")
-    if fair is None or float(rec.extra.get("held_out_fraction", -1)) != holdout_fraction or len(rec.x) != m:
-        print(f"{path}: no object stitched without the held-out patterns (fraction {holdout_fraction:g}, "
-              f"{m} patterns); judging the start itself by them, which favours it", file=sys.stderr)
-        return None
-    if fair.shape != rec.object.shape:
-        raise InputError(path, f"object_without_held_out {fair.shape} does not match the object {rec.object.shape}")
-    check_finite(path, fair)
-    return np.where(fair != 0, fair, 1).astype(np.complex64)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """Inference knobs observed in the reconstruction: batch sizes the network sees, which
 patterns were used, how much of each patch is stitched, and the canvas."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,6 @@ from ptycho_lib import config
 from ptycho_lib.bundle import load_network, write_bundle
 from ptycho_lib.config import ModelConfig
 from ptycho_lib.io import read_npz
-from ptycho_lib.iterative import spread_subset
 from ptycho_lib.model import PINN
 from ptycho_lib.reconstruct import reconstruct
 from ptycho_lib.scan import load_scan
@@ -39,8 +36,7 @@ def run(setup, *flags, scan=None, workers=0, seen=None):
     net, _ = load_network(bundle)
     if seen is not None:
         net.register_forward_hook(lambda mod, args, out: seen.append(len(args[0])))
-    return reconstruct(net, scan or load_scan(data), cfg["infer"], "cpu", workers,
-                       holdout_fraction=cfg["solver"].holdout_fraction)
+    return reconstruct(net, scan or load_scan(data), cfg["infer"], "cpu", workers)
 
 
 def test_batch_size_bounds_each_forward_pass_without_changing_the_result(setup):
@@ -99,22 +95,3 @@ def test_output_dir_names_the_file_after_the_data_as_the_rule_expects(setup, tmp
     rec = read_npz(tmp_path / "recon" / "tiny.npz")
     assert len(rec["xcoords"]) == 20 and rec["origin"].shape == (2,)
     assert '"pad_eval": true' in str(rec["provenance"])
-
-
-def test_the_object_without_held_out_patterns_is_the_reconstruction_of_the_rest(setup):
-    """The refinement judges the network's object by patterns it holds out; the object it
-    starts from must not have seen them. With --holdout-fraction, infer also stitches the
-    object without those patterns: the same as reconstructing the other patterns alone
-    (here without the phase alignment, which the held-out patches would otherwise join)."""
-    data, _ = setup
-    scan = load_scan(data)
-    rec = run(setup, "--holdout-fraction", "0.25", "--no-align-phase")
-    held = spread_subset(len(scan.x), 0.25)
-    rest = np.setdiff1d(np.arange(len(scan.x)), held)
-    alone = run(setup, "--no-align-phase", scan=dataclasses.replace(
-        scan, amplitude=scan.amplitude[rest], x=scan.x[rest], y=scan.y[rest]))
-    fair = rec.extra["object_without_held_out"]
-    lit = alone.weight > 0.05 * alone.weight.max()
-    np.testing.assert_allclose(fair[lit], alone.object[lit], atol=1e-4)
-    assert np.abs(fair[lit] - rec.object[lit]).max() > 1e-2  # the held-out patches did change the object
-    assert "object_without_held_out" not in run(setup, "--no-align-phase", "--holdout-fraction", "0").extra
