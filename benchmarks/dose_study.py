@@ -62,8 +62,8 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     if not bundle.exists():  # else a network kept by an earlier run (--networks)
         ckpt = train(scan, None, work, DataConfig(gridsize=gridsize), ModelConfig(),
                      TrainConfig(max_epochs=epochs, checkpoint_monitor=monitor), ExecConfig(quiet=True))
-        export_checkpoint(ckpt, bundle)
         (work / "train_s").write_text(f"{time.perf_counter() - t}")
+        export_checkpoint(ckpt, bundle)  # last: a bundle found means a finished case
     train_s = float((work / "train_s").read_text())
     net, _ = load_network(bundle, n=scan.n)
     t = time.perf_counter()
@@ -155,9 +155,10 @@ def main():
     for step, gridsize in zip(a.steps, a.gridsize):
         for dose in a.doses:
             spec = ScanSpec(step=step, nphotons=dose, **size)
+            case = (f"step{step:g}_dose{dose:g}_{spec.rows}x{spec.cols}_gridsize{gridsize}_"
+                    f"{a.epochs}{a.checkpoint_monitor}")
             with tempfile.TemporaryDirectory() as scratch:
-                work = Path(scratch) if a.networks is None else (
-                    a.networks / f"step{step:g}_dose{dose:g}_{spec.rows}x{spec.cols}_gridsize{gridsize}_{a.epochs}{a.checkpoint_monitor}")
+                work = Path(scratch) if a.networks is None else a.networks / case
                 work.mkdir(parents=True, exist_ok=True)
                 result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, a.iterations, a.refine_iterations,
                                   a.momentum, work)
