@@ -50,7 +50,7 @@ from ptycho_lib.training import train
 
 
 def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iterations: int, refine_iterations: int,
-             momentum: float, work: Path) -> dict:
+             momentum: float, refine_momentum: float, work: Path) -> dict:
     c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
     scan = scan_from(c)
     region = scanned_region(scan.x, scan.y)
@@ -78,12 +78,12 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
     t = time.perf_counter()
     start = np.where(np.abs(pinn) > 0, pinn, 1)
     ref = Solver(scan.amplitude, probe, scan.y, scan.x, start,
-                 SolverConfig(iterations=refine_iterations, momentum=momentum)).run()
+                 SolverConfig(iterations=refine_iterations, momentum=refine_momentum)).run()
     row["refined_fixed"] = {**_scores(ref, scan, probe, region), "wall_s": time.perf_counter() - t,
                             "passes": refine_iterations}
 
     t = time.perf_counter()
-    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(momentum=momentum),
+    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(refine_momentum=refine_momentum),
                            refine_iterations)
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
@@ -136,7 +136,9 @@ def main():
     p.add_argument("--iterations", type=int, default=SolverConfig.iterations, help="ePIE passes for the baseline")
     p.add_argument("--refine-iterations", type=int, default=SolverConfig.refine_iterations)
     p.add_argument("--momentum", type=float, default=SolverConfig.momentum,
-                   help="the solvers' momentum on the smooth change (solver.momentum)")
+                   help="the baseline's momentum on the smooth change (solver.momentum)")
+    p.add_argument("--refine-momentum", type=float, default=SolverConfig.refine_momentum,
+                   help="the refinements' momentum (solver.refine_momentum)")
     p.add_argument("--networks", type=Path, default=None,
                    help="keep each case's trained network here and reuse it when a later run finds it "
                         "(same step, dose, gridsize, epochs and monitor; its training time is the first run's)")
@@ -161,7 +163,7 @@ def main():
                 work = Path(scratch) if a.networks is None else a.networks / case
                 work.mkdir(parents=True, exist_ok=True)
                 result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, a.iterations, a.refine_iterations,
-                                  a.momentum, work)
+                                  a.momentum, a.refine_momentum, work)
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +

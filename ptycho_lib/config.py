@@ -180,9 +180,11 @@ class SolverConfig:
                                 "the held-out NLL (by more than holdout_tolerance)", min=1, only=("refined",))
     holdout_tolerance: float = opt(0.01, "refinement: a measurement counts as lower only when it lowers the "
                                    "held-out NLL by more than this fraction", min=0.0, max=0.5, only=("refined",))
-    momentum: float = opt(0.0, "decay per pass of the momentum on the object's smooth change (0 = none; 0.9 "
-                          "converges the large-scale phase in far fewer passes at high dose, but fits noise "
-                          "sooner at low dose)", min=0.0, max=0.99)
+    momentum: float = opt(0.0, "baseline: decay per pass of the momentum on the object's smooth change (0 = "
+                          "none; 0.9 converges the large-scale phase in far fewer passes at high dose, but fits "
+                          "noise sooner at low dose)", min=0.0, max=0.99, only=("baseline",))
+    refine_momentum: float = opt(0.5, "the same momentum for the refinement (the held-out patterns stop it "
+                                 "before it fits noise)", min=0.0, max=0.99, only=("refined",))
     momentum_scale: float = opt(3.0, "pixels over which the object's change is smoothed before it gathers "
                                 "momentum (fine detail gets none)", above=0.0)
     batch_size: int = opt(32, "positions whose updates are summed into one step", min=1)

@@ -21,6 +21,8 @@ pull and the number of passes are chosen by `refine` from the measured patterns 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -193,12 +195,14 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     plain passes), and the held-out patterns' Poisson NLL is measured before the first
     pass and every cfg.holdout_every passes, stopping after cfg.holdout_patience checks
     that did not lower the lowest value by more than the fraction cfg.holdout_tolerance
-    (the data have said what they can), or at `most` passes. The object (and probe) at
+    (the data have said what they can), or at `most` passes; the passes carry momentum
+    cfg.refine_momentum (not the baseline's cfg.momentum). The object (and probe) at
     the lowest value wins: the start itself when no pass improved on it, else that state
     given one more pass over all patterns with the pull it had. Returns the finished solver (its
     `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
     nothing but the patterns and the start. on_check(solver) is called at each
     check (to watch the path)."""
+    cfg = dataclasses.replace(cfg, momentum=cfg.refine_momentum)
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
     schedule = pull_schedule(cfg, most)
