@@ -77,14 +77,13 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
 
     t = time.perf_counter()
     start = np.where(np.abs(pinn) > 0, pinn, 1)
-    ref = Solver(scan.amplitude, probe, scan.y, scan.x, start,
-                 SolverConfig(iterations=refine_iterations, momentum=refine_momentum)).run()
+    settings = SolverConfig(refine_momentum=refine_momentum)
+    ref = Solver(scan.amplitude, probe, scan.y, scan.x, start, settings.refining()).run(refine_iterations)
     row["refined_fixed"] = {**_scores(ref, scan, probe, region), "wall_s": time.perf_counter() - t,
                             "passes": refine_iterations}
 
     t = time.perf_counter()
-    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, SolverConfig(refine_momentum=refine_momentum),
-                           refine_iterations)
+    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, settings, refine_iterations)
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,

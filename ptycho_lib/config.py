@@ -192,6 +192,10 @@ class SolverConfig:
     probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)")
     seed: int = opt(0, "order in which positions are visited", min=0)
 
+    def refining(self) -> SolverConfig:
+        """These settings as the refinement runs its passes: with refine_momentum."""
+        return dataclasses.replace(self, momentum=self.refine_momentum)
+
 
 @dataclass
 class RenderConfig:

@@ -21,8 +21,6 @@ pull and the number of passes are chosen by `refine` from the measured patterns 
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
@@ -202,7 +200,7 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
     nothing but the patterns and the start. on_check(solver) is called at each
     check (to watch the path)."""
-    cfg = dataclasses.replace(cfg, momentum=cfg.refine_momentum)
+    cfg = cfg.refining()
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
     schedule = pull_schedule(cfg, most)

@@ -19,7 +19,6 @@ a `solver` setting of config/config.yaml (docs/cli.md).
 """
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -72,8 +71,7 @@ def main(argv):
         solver, extra["heldout_nll"] = refine(scan.measured, probe, y, x, start, solver_cfg, passes)
         passes = solver.passes
     else:
-        fixed = solver_cfg if init is None else dataclasses.replace(solver_cfg, momentum=solver_cfg.refine_momentum)
-        solver = Solver(scan.measured, probe, y, x, start, fixed)
+        solver = Solver(scan.measured, probe, y, x, start, solver_cfg if init is None else solver_cfg.refining())
         solver.run(passes)
     obj = solver.obj.numpy()
     if solver_cfg.probe_refinement:
