@@ -49,8 +49,7 @@ from ptycho_lib.simulate import ScanSpec, simulate
 from ptycho_lib.training import train
 
 
-def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iterations: int, refine_iterations: int,
-             momentum: float, refine_momentum: float, work: Path) -> dict:
+def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings: SolverConfig, work: Path) -> dict:
     c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
     scan = scan_from(c)
     region = scanned_region(scan.x, scan.y)
@@ -72,18 +71,17 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, iteration
 
     t = time.perf_counter()
     flat = np.ones(scan.obj.shape)
-    base = Solver(scan.amplitude, probe, scan.y, scan.x, flat, SolverConfig(iterations, momentum=momentum)).run()
+    base = Solver(scan.amplitude, probe, scan.y, scan.x, flat, settings).run()
     row["baseline"] = {**_scores(base, scan, probe, region), "wall_s": time.perf_counter() - t}
 
     t = time.perf_counter()
     start = np.where(np.abs(pinn) > 0, pinn, 1)
-    settings = SolverConfig(refine_momentum=refine_momentum)
-    ref = Solver(scan.amplitude, probe, scan.y, scan.x, start, settings.refining()).run(refine_iterations)
+    ref = Solver(scan.amplitude, probe, scan.y, scan.x, start, settings.refining()).run(settings.refine_iterations)
     row["refined_fixed"] = {**_scores(ref, scan, probe, region), "wall_s": time.perf_counter() - t,
-                            "passes": refine_iterations}
+                            "passes": settings.refine_iterations}
 
     t = time.perf_counter()
-    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, settings, refine_iterations)
+    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, settings, settings.refine_iterations)
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,
@@ -138,6 +136,8 @@ def main():
                    help="the baseline's momentum on the smooth change (solver.momentum)")
     p.add_argument("--refine-momentum", type=float, default=SolverConfig.refine_momentum,
                    help="the refinements' momentum (solver.refine_momentum)")
+    p.add_argument("--refine-batch-size", type=int, default=SolverConfig.refine_batch_size,
+                   help="positions per step of the refinements (solver.refine_batch_size)")
     p.add_argument("--networks", type=Path, default=None,
                    help="keep each case's trained network here and reuse it when a later run finds it "
                         "(same step, dose, gridsize, epochs and monitor; its training time is the first run's)")
@@ -151,6 +151,8 @@ def main():
     size = dict(rows=12, cols=12) if a.quick else {}
     if a.quick:
         a.epochs, a.iterations, a.refine_iterations = 8, 40, 12
+    settings = SolverConfig(a.iterations, a.refine_iterations, momentum=a.momentum, refine_momentum=a.refine_momentum,
+                            refine_batch_size=a.refine_batch_size)
     print(f"machine: {torch.get_num_threads()} torch threads, device cpu", flush=True)
     rows = []
     for step, gridsize in zip(a.steps, a.gridsize):
@@ -161,8 +163,7 @@ def main():
             with tempfile.TemporaryDirectory() as scratch:
                 work = Path(scratch) if a.networks is None else a.networks / case
                 work.mkdir(parents=True, exist_ok=True)
-                result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, a.iterations, a.refine_iterations,
-                                  a.momentum, a.refine_momentum, work)
+                result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, settings, work)
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +

@@ -187,14 +187,17 @@ class SolverConfig:
                                  "before it fits noise)", min=0.0, max=0.99, only=("refined",))
     momentum_scale: float = opt(3.0, "pixels over which the object's change is smoothed before it gathers "
                                 "momentum (fine detail gets none)", above=0.0)
-    batch_size: int = opt(32, "positions whose updates are summed into one step", min=1)
+    batch_size: int = opt(32, "positions whose updates are summed into one step", min=1, only=("baseline",))
+    refine_batch_size: int = opt(64, "the same for the refinement: it starts with the large-scale phase in place, "
+                                 "so larger steps averaging more patterns' noise suit it", min=1, only=("refined",))
     alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0)
     probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)")
     seed: int = opt(0, "order in which positions are visited", min=0)
 
     def refining(self) -> SolverConfig:
-        """These settings as the refinement runs its passes: with refine_momentum."""
-        return dataclasses.replace(self, momentum=self.refine_momentum)
+        """These settings as the refinement runs its passes: with refine_momentum and
+        refine_batch_size."""
+        return dataclasses.replace(self, momentum=self.refine_momentum, batch_size=self.refine_batch_size)
 
 
 @dataclass

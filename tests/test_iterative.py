@@ -108,20 +108,22 @@ def test_the_refinement_follows_the_held_out_patterns(exact):
     assert len(held) == round(0.1 * len(sim.x)) and np.ptp(sim.y[held]) > 0.8 * np.ptp(sim.y)
 
 
-def test_the_refinement_carries_its_own_momentum_not_the_baselines(exact):
-    """solver.refine_momentum drives the refinement's passes; solver.momentum (the
-    baseline's) does not touch them."""
+def test_the_refinement_runs_its_own_momentum_and_batches_not_the_baselines(exact):
+    """solver.refine_momentum and refine_batch_size drive the refinement's passes;
+    solver.momentum and batch_size (the baseline's) do not touch them."""
     sim, probe = exact
     start = _blurred(sim.obj, 2.0).astype(np.complex64)
 
     def refined(**settings):
-        solver, _ = refine(sim.amplitude, probe, sim.y, sim.x, start, SolverConfig(batch_size=8, **settings), 12)
+        solver, _ = refine(sim.amplitude, probe, sim.y, sim.x, start, SolverConfig(**settings), 12)
         assert solver.passes > 0
         return solver.obj.numpy()
 
-    carried = refined(refine_momentum=0.5)
-    assert np.abs(refined(refine_momentum=0.0) - carried).max() > 1e-3
-    np.testing.assert_array_equal(refined(refine_momentum=0.5, momentum=0.9), carried)
+    own = dict(refine_momentum=0.5, refine_batch_size=8)
+    carried = refined(**own)
+    assert np.abs(refined(**{**own, "refine_momentum": 0.0}) - carried).max() > 1e-3
+    assert np.abs(refined(**{**own, "refine_batch_size": 32}) - carried).max() > 1e-3
+    np.testing.assert_array_equal(refined(**own, momentum=0.9, batch_size=32), carried)
 
 
 @pytest.mark.parametrize("nphotons", [3e2, 1e6])
