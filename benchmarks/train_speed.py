@@ -16,8 +16,9 @@ targets are the quality issue's: phase SSIM within --margin and amplitude SSIM w
 too, in the same invocation, and prints the ratio of each one's time to target to the
 configured run's: `plain` is the network and settings of earlier versions (plain
 PtychoPINN-style input, no skips, width 32, batch 16, 60 epochs, fp32), `fp32` the
-configured run in float32, `batch16` with batch 16. Prints the machine, a line per
-evaluation and the times to target (or that they were not reached).
+configured run in float32, `batch16` with batch 16, `width12` and `width8` with a
+narrower network. Prints the machine, a line per evaluation and the times to target
+(or that they were not reached).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def main():
     p.add_argument("--estimate-iterations", type=int, default=ModelConfig.estimate_iterations)
     p.add_argument("--no-skips", dest="skips", action="store_false")
     p.add_argument("--precision", default=TrainConfig.precision, choices=("auto", "fp32", "bf16"))
-    p.add_argument("--compare", nargs="*", default=[], choices=("plain", "fp32", "batch16"),
+    p.add_argument("--compare", nargs="*", default=[], choices=("plain", "fp32", "batch16", "width12", "width8"),
                    help="variants also trained in this run (see above)")
     p.add_argument("--margin", type=float, default=0.03, help="target: phase SSIM >= baseline's - margin")
     p.add_argument("--amplitude-margin", type=float, default=0.05,
@@ -138,7 +139,8 @@ def main():
     variants = {"plain": (ModelConfig(width=32, estimate_iterations=0, skips=False),
                           replace(cfg, max_epochs=60, batch_size=16, precision="fp32")),
                 "fp32": (model, replace(cfg, precision="fp32")),
-                "batch16": (model, replace(cfg, batch_size=16))}
+                "batch16": (model, replace(cfg, batch_size=16)),
+                "width12": (replace(model, width=12), cfg), "width8": (replace(model, width=8), cfg)}
     runs = {"configured": (model, cfg), **{name: variants[name] for name in a.compare}}
     result = {"machine": info, "settings": vars(a) | {"raw": str(a.raw), "out": str(a.out)}, "epie": epie, "runs": {}}
     train_rows, val_rows = split_rows(scan.y, data.val_fraction)
