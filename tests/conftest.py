@@ -9,6 +9,17 @@ from ptycho_lib.simulate import ScanSpec, simulate
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
+# Test files that take minutes (a real SLURM, fresh pipeline runs, trainings), slowest
+# first: they start first, so that neither of the two workers (pyproject's addopts) is
+# left running one of them alone at the end.
+SLOW_FILES = ("test_slurm.py", "test_reproducible.py", "test_documented_commands.py", "test_resume.py",
+              "test_bad_pixels.py", "test_formats.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: SLOW_FILES.index(item.path.name) if item.path.name in SLOW_FILES else len(SLOW_FILES))
+
+
 TINY = ScanSpec(n=32, rows=6, cols=6, step=4.0, nphotons=2e5, seed=3, object_seed=5)
 
 
