@@ -125,7 +125,7 @@ def simulate_like(scan: Scan, seed: int, noise: bool = True, chunk: int = 256):
     for s in range(0, m, chunk):
         b = slice(s, min(s + chunk, m))
         ramp = shift_ramps(frac[b], n)
-        shifted = apply_ramps(probe.expand(len(ramp), -1, -1), ramp)
+        shifted = apply_ramps(probe, ramp)
         windows = obj_t[torch.from_numpy((iy[b, None] + r)[:, :, None]), torch.from_numpy((ix[b, None] + r)[:, None, :])]
         intensity = far_field(shifted * windows).abs().square().double().numpy()
         amplitude[b] = np.sqrt(rng.poisson(intensity) if noise else intensity)

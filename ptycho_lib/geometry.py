@@ -77,5 +77,7 @@ def shift_ramps(shifts: torch.Tensor, size, dtype=torch.complex64) -> torch.Tens
 
 
 def apply_ramps(img: torch.Tensor, ramp: torch.Tensor) -> torch.Tensor:
-    """img moved by the shifts whose shift_ramps are `ramp` (circular at the edges)."""
+    """img moved by the shifts whose shift_ramps are `ramp` (circular at the edges); one
+    image (H, W) and a stack of ramps give the stack of its shifted copies, for the cost
+    of one forward transform."""
     return torch.fft.ifft2(torch.fft.fft2(img) * ramp)

@@ -65,7 +65,7 @@ class Solver:
             b = order[s:s + self.cfg.batch_size]
             idx = self._index(b)
             patch = flat[idx].reshape(len(b), self.n, self.n)
-            probe = apply_ramps(self.probe.expand(len(b), -1, -1), self.ramp[b])
+            probe = apply_ramps(self.probe, self.ramp[b])
             psi = probe * patch
             far = far_field(psi)
             amp = far.abs()
@@ -92,7 +92,7 @@ class Solver:
 
     def coverage(self) -> np.ndarray:
         """Summed probe intensity on the canvas (the stitching weight's counterpart)."""
-        probe = apply_ramps(self.probe.expand(len(self.meas), -1, -1), self.ramp).abs().square()
+        probe = apply_ramps(self.probe, self.ramp).abs().square()
         den = torch.zeros(self.obj.numel()).index_add_(0, self._index(torch.arange(len(self.meas))),
                                                        probe.reshape(-1))
         return den.reshape(self.obj.shape).numpy()
@@ -151,7 +151,7 @@ def pattern_nll(obj, probe, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray,
     for s in range(0, len(amplitude), chunk):
         b = slice(s, s + chunk)
         patch = flat[index[b].reshape(-1)].reshape(-1, n, n)
-        shifted = apply_ramps(probe.expand(len(patch), -1, -1), ramp[b])
+        shifted = apply_ramps(probe, ramp[b])
         counts = counts_of(torch.from_numpy(np.ascontiguousarray(amplitude[b], np.float32)).double())
         total += float(poisson_nll(predicted_counts(shifted, patch).double(), counts, 1.0).sum())
         photons += float(counts.clamp_min(0).sum())
