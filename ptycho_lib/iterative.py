@@ -46,7 +46,7 @@ class Solver:
         self.passes = 0
         # with momentum: the object after the last pass, and its velocity
         self.last, self.velocity = (self.obj.clone() if cfg.momentum else None), None
-        self.prior, self.views = None, None
+        self.prior, self.views, self._coverage = None, None, None
         if prior is not None:  # pixels' probe views, the unit of the pull toward it
             self.prior = torch.from_numpy(prior.astype(np.complex64))
             self.views = torch.from_numpy(self.coverage() / float(self.probe.abs().square().max())).clamp_min(1e-3)
@@ -87,15 +87,20 @@ class Solver:
                 back = apply_ramps(patch.conj() * dpsi, self.ramp[b].conj()).sum(0)
                 odiv = (1 - a) * ow.sum(0) + a * ow.sum(0).max()
                 self.probe += back / odiv.clamp_min(1e-12)
+                self._coverage = None
         self.history.append(err / float(self.meas.clamp_min(0).sum()))
         return self.history[-1]
 
     def coverage(self) -> np.ndarray:
-        """Summed probe intensity on the canvas (the stitching weight's counterpart)."""
-        probe = apply_ramps(self.probe, self.ramp).abs().square()
-        den = torch.zeros(self.obj.numel()).index_add_(0, self._index(torch.arange(len(self.meas))),
-                                                       probe.reshape(-1))
-        return den.reshape(self.obj.shape).numpy()
+        """Summed probe intensity on the canvas (the stitching weight's counterpart); kept
+        until the probe changes (read-only)."""
+        if self._coverage is None:
+            probe = apply_ramps(self.probe, self.ramp).abs().square()
+            den = torch.zeros(self.obj.numel()).index_add_(0, self._index(torch.arange(len(self.meas))),
+                                                           probe.reshape(-1))
+            self._coverage = den.reshape(self.obj.shape).numpy()
+            self._coverage.flags.writeable = False
+        return self._coverage
 
     def run(self, iterations: int | None = None, callback=None, pull: float = 0.0) -> np.ndarray:
         """`iterations` further passes (default: the configured number), each followed by
