@@ -1,23 +1,12 @@
-import os
 import sys
 from pathlib import Path
 
-# Two test workers share the cores (pyproject's addopts). Torch's threads spinning at
-# their barriers then stall each other: one solver run took 4.8 s alone, 27 s beside a
-# second one, 12 s with sleeping threads (OMP_WAIT_POLICY=PASSIVE, set before torch
-# loads and inherited by every subprocess) and 8 s on one thread each (this process's
-# own computations; the programs the tests start set their threads themselves).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np
 import pytest
-import torch
 
 from ptycho_lib.simulate import ScanSpec, simulate
 
 REPO = Path(__file__).resolve().parents[1]
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
 sys.path.insert(0, str(REPO / "scripts"))
 
 # Test files that take minutes (a real SLURM, fresh pipeline runs, trainings), slowest
