@@ -105,8 +105,8 @@ def test_the_data_fit_figure_leaves_the_block_out(scans):
 def test_the_network_trained_and_run_on_the_marked_scan_is_as_good_as_on_the_clean_one(scans, tmp_path):
     scores = {}
     for name, scan in scans.items():
-        # one thread: beside the other test worker (pyproject's addopts run two), two threads stall
-        # each other's at their barriers (CI: 491 s with two, 141 s with one)
+        # one thread: beside the other test worker (pyproject's addopts run two), two threads
+        # spinning at their barriers stall the other's (CI: 491 s with two, 141 s with one)
         ckpt = train(scan, None, tmp_path / name, DataConfig(), ModelConfig(width=16),
                      TrainConfig(max_epochs=60, batch_size=8, logger="none"), ExecConfig(threads=1, quiet=True))
         state = torch.load(ckpt, weights_only=True)["state_dict"]
