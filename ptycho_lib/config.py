@@ -191,7 +191,7 @@ class SolverConfig:
     refine_batch_size: int = opt(64, "the same for the refinement: it starts with the large-scale phase in place, "
                                  "so larger steps averaging more patterns' noise suit it", min=1, only=("refined",))
     alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0)
-    probe_refinement: bool = opt(False, "also refine the probe (after the first 5 passes)")
+    probe_refinement: bool = opt(False, "also refine the probe (in every pass)")
     seed: int = opt(0, "order in which positions are visited", min=0)
 
     def refining(self) -> SolverConfig:

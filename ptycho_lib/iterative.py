@@ -104,10 +104,10 @@ class Solver:
 
     def run(self, iterations: int | None = None, callback=None, pull: float = 0.0) -> np.ndarray:
         """`iterations` further passes (default: the configured number), each followed by
-        a pull of strength `pull` toward the prior; the probe is refined from the sixth
-        pass on when asked. Returns the object (a view: later passes change it)."""
+        a pull of strength `pull` toward the prior; the probe is refined in every pass
+        when asked. Returns the object (a view: later passes change it)."""
         for it in range(self.cfg.iterations if iterations is None else iterations):
-            self.step(self.cfg.probe_refinement and self.passes >= 5)
+            self.step(self.cfg.probe_refinement)
             if self.cfg.momentum:
                 self._accelerate()
             if pull > 0:

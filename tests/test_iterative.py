@@ -154,13 +154,16 @@ def _probe_error(probe, truth):
     return float(np.linalg.norm(c * probe - truth) / np.linalg.norm(truth))
 
 
-def test_probe_refinement_recovers_a_blurred_probe(exact):
+@pytest.mark.parametrize("blur", [1.5, 2.5])
+def test_probe_refinement_recovers_a_blurred_probe(exact, blur):
     """Given a blurred probe (an approximate one, as a beamline often has), the solver
     with probe refinement moves it toward the true probe and recovers the object as
-    with the true probe; without refinement the object is lost."""
+    with the true probe; without refinement the object is lost. At 2.5 px (probe error
+    0.77) this holds only when the probe is refined from the first pass: delayed by five
+    passes, the flat start had absorbed the probe's error and both were lost."""
     sim, probe = exact
     fy, fx = np.fft.fftfreq(probe.shape[0])[:, None], np.fft.fftfreq(probe.shape[1])[None, :]
-    guess = scale_probe(np.fft.ifft2(np.fft.fft2(probe) * np.exp(-2 * (np.pi * 1.5) ** 2 * (fy**2 + fx**2))),
+    guess = scale_probe(np.fft.ifft2(np.fft.fft2(probe) * np.exp(-2 * (np.pi * blur) ** 2 * (fy**2 + fx**2))),
                         sim.nphotons)
     region = scanned_region(sim.x, sim.y)
 
