@@ -1,5 +1,12 @@
+import os
 import sys
 from pathlib import Path
+
+# Two pytest workers share the machine (pyproject's `-n 2`) and each runs torch, in-process or in the programs
+# it starts, with every core. libgomp's default active wait then has each process's idle threads spin through the
+# other's time slices: on 2 cores, 40 solver passes took 5 s alone and 60-120 s each with two at once (9-10 s with
+# passive waiting). Set before anything imports torch; the programs the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest

@@ -165,7 +165,7 @@ def test_tiny_pipeline_runs_as_slurm_jobs_with_the_profiles_gpu_requests(cluster
     write_npz(work / "resources/tiny.npz", simulate(TINY))
     small = {"mem_mb": 500, "runtime": 10}
     (work / "tiny.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "resources": {"train": small, "infer": small}}))
-    cmd = ["timeout", "-s", "INT", "300", sys.executable, "-m", "snakemake", "results/recon/tiny.png",
+    cmd = ["timeout", "-s", "INT", "900", sys.executable, "-m", "snakemake", "results/recon/tiny.png",
            "--workflow-profile", "slurm", "--slurm-init-seconds-before-status-checks", "5",
            "--slurm-keep-successful-logs", "--configfile", "tiny.yaml"]
     proc = subprocess.run(cmd, cwd=work, env=cluster.env, capture_output=True, text=True)
