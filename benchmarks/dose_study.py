@@ -138,6 +138,8 @@ def main():
                    help="the refinements' momentum (solver.refine_momentum)")
     p.add_argument("--refine-batch-size", type=int, default=SolverConfig.refine_batch_size,
                    help="positions per step of the refinements (solver.refine_batch_size)")
+    p.add_argument("--engine", default=SolverConfig.engine, choices=("epie", "lsqml"),
+                   help="the iterative engine of the baseline and the refinements (solver.engine)")
     p.add_argument("--networks", type=Path, default=None,
                    help="keep each case's trained network here and reuse it when a later run finds it "
                         "(same step, dose, gridsize, epochs and monitor; its training time is the first run's)")
@@ -152,7 +154,7 @@ def main():
     if a.quick:
         a.epochs, a.iterations, a.refine_iterations = 8, 40, 12
     settings = SolverConfig(a.iterations, a.refine_iterations, momentum=a.momentum, refine_momentum=a.refine_momentum,
-                            refine_batch_size=a.refine_batch_size)
+                            refine_batch_size=a.refine_batch_size, engine=a.engine)
     print(f"machine: {torch.get_num_threads()} torch threads, device cpu", flush=True)
     rows = []
     for step, gridsize in zip(a.steps, a.gridsize):
