@@ -22,7 +22,7 @@ from helpers import copy_repo, snakemake
 from hostile_inputs import CASES, write_case
 
 MEMORY = 1 << 30  # address space of each program run: nothing may allocate what a file declares
-SECONDS = 10  # longest a refusal may take (a hang is what the manifest cases provoke)
+SECONDS = 60  # hang guard (what the manifest cases provoke); a refusal takes ~5 s, most of it importing torch
 
 
 def _limit_memory():
