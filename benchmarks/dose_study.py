@@ -49,7 +49,11 @@ from ptycho_lib.simulate import ScanSpec, simulate
 from ptycho_lib.training import train
 
 
-def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings: SolverConfig, work: Path) -> dict:
+def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings: SolverConfig, work: Path,
+             on_check=None) -> tuple[dict, np.ndarray]:
+    """The methods' scores on one simulated scan, and the refinement's curve (passes,
+    pull, held-out NLL per check). on_check(solver, scan, region) is called at each of
+    the refinement's checks (benchmarks/refine_paths.py scores the path with it)."""
     c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
     scan = scan_from(c)
     region = scanned_region(scan.x, scan.y)
@@ -81,7 +85,8 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings:
                             "passes": settings.refine_iterations}
 
     t = time.perf_counter()
-    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, settings, settings.refine_iterations)
+    watch = (lambda solver: on_check(solver, scan, region)) if on_check else None
+    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, settings, settings.refine_iterations, watch)
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,
@@ -89,7 +94,7 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings:
                       "heldout_nll_per_photon": float(curve[best, 2])}
     for method in row:
         row[method]["speedup"] = row["baseline"]["wall_s"] / row[method]["wall_s"]
-    return row
+    return row, curve
 
 
 def _scores(obj, scan, probe, region):
@@ -165,7 +170,7 @@ def main():
             with tempfile.TemporaryDirectory() as scratch:
                 work = Path(scratch) if a.networks is None else a.networks / case
                 work.mkdir(parents=True, exist_ok=True)
-                result = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, settings, work)
+                result, _ = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, settings, work)
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +
