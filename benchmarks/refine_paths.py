@@ -8,7 +8,8 @@ the same --networks folder to reuse them), the network, the baseline and the
 refinement run to the last pass (`most` = --refine-iterations, no early stop); at
 every check the JSON holds the passes, the pull, the held-out NLL per photon and the
 amplitude / phase SSIM of the state, so that a stopping or choosing rule can be
-judged offline against the best state in hindsight. Only this benchmark reads the
+judged offline against the best state in hindsight (marked * in the printout: the
+highest of the lower of its two SSIMs). Only this benchmark reads the
 truth; the refinement itself is the library's (iterative.refine).
 """
 
