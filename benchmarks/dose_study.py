@@ -49,15 +49,23 @@ from ptycho_lib.simulate import ScanSpec, simulate
 from ptycho_lib.training import train
 
 
+def case_name(spec: ScanSpec, gridsize: int, epochs: int, monitor: str) -> str:
+    """The folder under --networks that keeps this case's network."""
+    return f"step{spec.step:g}_dose{spec.nphotons:g}_{spec.rows}x{spec.cols}_gridsize{gridsize}_{epochs}{monitor}"
+
+
+def simulated_scan(spec: ScanSpec):
+    """The case's scan, its scanned region and its probe on the photon scale."""
+    scan = scan_from(canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz"))
+    return scan, scanned_region(scan.x, scan.y), scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+
+
 def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings: SolverConfig, work: Path,
              on_check=None) -> tuple[dict, np.ndarray]:
     """The methods' scores on one simulated scan, and the refinement's curve (passes,
     pull, held-out NLL per check). on_check(solver, scan, region) is called at each of
     the refinement's checks (benchmarks/refine_paths.py scores the path with it)."""
-    c = canonicalise(simulate(spec), f"dose{spec.nphotons:g}.npz")
-    scan = scan_from(c)
-    region = scanned_region(scan.x, scan.y)
-    probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+    scan, region, probe = simulated_scan(spec)
     row = {}
 
     bundle = work / "wts.h5.zip"
@@ -165,8 +173,7 @@ def main():
     for step, gridsize in zip(a.steps, a.gridsize):
         for dose in a.doses:
             spec = ScanSpec(step=step, nphotons=dose, **size)
-            case = (f"step{step:g}_dose{dose:g}_{spec.rows}x{spec.cols}_gridsize{gridsize}_"
-                    f"{a.epochs}{a.checkpoint_monitor}")
+            case = case_name(spec, gridsize, a.epochs, a.checkpoint_monitor)
             with tempfile.TemporaryDirectory() as scratch:
                 work = Path(scratch) if a.networks is None else a.networks / case
                 work.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from dose_study import run_case
+from dose_study import case_name, run_case
 from ptycho_lib.config import SolverConfig
 from ptycho_lib.geometry import scanned_region
 from ptycho_lib.metrics import compare
@@ -45,7 +45,7 @@ def main():
     for step in a.steps:
         for dose in a.doses:
             spec = ScanSpec(step=step, nphotons=dose)
-            work = a.networks / f"step{step:g}_dose{dose:g}_{spec.rows}x{spec.cols}_gridsize2_{a.epochs}val_loss"
+            work = a.networks / case_name(spec, 2, a.epochs, "val_loss")
             work.mkdir(parents=True, exist_ok=True)
             path = []
 
