@@ -40,7 +40,7 @@ from ptycho_lib.bundle import export_checkpoint, load_network
 from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, SolverConfig, TrainConfig
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.geometry import scanned_region
-from ptycho_lib.iterative import Solver, pattern_nll, refine
+from ptycho_lib.iterative import Solver, pattern_nll, refine, spread_subset
 from ptycho_lib.metrics import compare
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.reconstruct import reconstruct
@@ -78,7 +78,9 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings:
     train_s = float((work / "train_s").read_text())
     net, _ = load_network(bundle, n=scan.n)
     t = time.perf_counter()
-    pinn = reconstruct(net, scan, InferConfig(), "cpu").object
+    held = spread_subset(len(scan.x), settings.holdout_fraction)
+    rec = reconstruct(net, scan, InferConfig(), "cpu", unseen=held)  # as the recon stage makes it
+    pinn = rec.object
     row["recon"] = {**_scores(pinn, scan, probe, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
     t = time.perf_counter()
@@ -94,15 +96,23 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings:
 
     t = time.perf_counter()
     watch = (lambda solver: on_check(solver, scan, region)) if on_check else None
-    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, settings, settings.refine_iterations, watch)
+    unseen = rec.extra["object_unseen"]
+    solver, curve = refine(scan.amplitude, probe, scan.y, scan.x, start, settings, settings.refine_iterations, watch,
+                           fair_start=np.where(np.abs(unseen) > 0, unseen, 1))
     seconds = time.perf_counter() - t
     best = int(np.argmin(curve[:, 2]))
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,
                       "passes": solver.passes, "pull": float(curve[best, 1]) if best else "start",
-                      "heldout_nll_per_photon": float(curve[best, 2])}
+                      "heldout_nll_per_photon": float(curve[best, 2]),
+                      "large_scale_passes": _chosen(solver.smooth_curve)}
     for method in row:
         row[method]["speedup"] = row["baseline"]["wall_s"] / row[method]["wall_s"]
     return row, curve
+
+
+def _chosen(curve) -> int:
+    """The passes of the large-scale fit the refinement kept (0 when off)."""
+    return int(curve[int(np.argmin([nll for _, nll in curve]))][0]) if curve else 0
 
 
 def _scores(obj, scan, probe, region):
@@ -151,6 +161,8 @@ def main():
                    help="the refinements' momentum (solver.refine_momentum)")
     p.add_argument("--refine-batch-size", type=int, default=SolverConfig.refine_batch_size,
                    help="positions per step of the refinements (solver.refine_batch_size)")
+    p.add_argument("--refine-smooth-scale", type=float, default=SolverConfig.refine_smooth_scale,
+                   help="the refinement's large-scale fit (solver.refine_smooth_scale; 0 = off)")
     p.add_argument("--engine", default=SolverConfig.engine, choices=("epie", "lsqml"),
                    help="the iterative engine of the baseline and the refinements (solver.engine)")
     p.add_argument("--networks", type=Path, default=None,
@@ -167,7 +179,8 @@ def main():
     if a.quick:
         a.epochs, a.iterations, a.refine_iterations = 8, 40, 12
     settings = SolverConfig(a.iterations, a.refine_iterations, momentum=a.momentum, refine_momentum=a.refine_momentum,
-                            refine_batch_size=a.refine_batch_size, engine=a.engine)
+                            refine_batch_size=a.refine_batch_size, engine=a.engine,
+                            refine_smooth_scale=a.refine_smooth_scale)
     print(f"machine: {torch.get_num_threads()} torch threads, device cpu", flush=True)
     rows = []
     for step, gridsize in zip(a.steps, a.gridsize):

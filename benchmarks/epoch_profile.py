@@ -32,7 +32,7 @@ PARTS = {"gradient steps": ("run_training_batch",), "loading batches": ("train_d
          "validation": ("validation_step", "val_next"), "checkpointing": ("save_checkpoint",)}
 
 
-def child(code: Path, epochs: int, threads: int, scan_path: Path) -> dict:
+def child(code: Path, epochs: int, threads: int, scan_path: Path, seed: int) -> dict:
     """One training with the ptycho_lib under `code`, profiled."""
     sys.path.insert(0, str(code))
     import lightning as L
@@ -64,7 +64,7 @@ def child(code: Path, epochs: int, threads: int, scan_path: Path) -> dict:
     scan = scan_from(canonicalise(read_npz(scan_path), scan_path))
     with tempfile.TemporaryDirectory() as work:
         t0 = time.perf_counter()
-        ckpt = training.train(scan, None, work, DataConfig(), ModelConfig(), TrainConfig(max_epochs=epochs, logger="none"),
+        ckpt = training.train(scan, None, work, DataConfig(), ModelConfig(), TrainConfig(max_epochs=epochs, logger="none", seed=seed),
                               ExecConfig(threads=threads, quiet=True))
         total = time.perf_counter() - t0
         export_checkpoint(ckpt, Path(work) / "wts.h5.zip")
@@ -96,12 +96,13 @@ def main():
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="the training seed (both codes)")
     p.add_argument("--scan", type=Path, default=ROOT / "resources/fly001.npz")
     p.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/epoch_profile.json")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.epochs, a.threads, a.scan)))
+        print(json.dumps(child(a.child, a.epochs, a.threads, a.scan, a.seed)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
     import scans
@@ -114,7 +115,7 @@ def main():
         for _ in range(a.repeats):
             for name in runs:
                 out = subprocess.run([sys.executable, __file__, "--child", str(code[name]), "--epochs", str(a.epochs),
-                                      "--threads", str(a.threads), "--scan", str(a.scan)],
+                                      "--threads", str(a.threads), "--scan", str(a.scan), "--seed", str(a.seed)],
                                      check=True, capture_output=True, text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 runs[name].append(r)

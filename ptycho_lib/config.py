@@ -169,7 +169,8 @@ class SolverConfig:
                                  "> 0 the most passes the data-driven choice considers", min=1, only=("refined",))
     holdout_fraction: float = opt(0.1, "refinement: fraction of the patterns (spread over the scan) held out to "
                                   "choose the pull and the passes, by their Poisson NLL (0 = refine_iterations "
-                                  "passes with no pull)", min=0.0, max=0.5, only=("refined",))
+                                  "passes with no pull); infer also stitches its object without them, to judge "
+                                  "the large-scale fit by", min=0.0, max=0.5, only=("refined", "infer"))
     pulls: tuple = opt((16.0, 4.0, 1.0, 0.25), "refinement: strengths of the pull toward the network's "
                        "reconstruction, tried from strong to weak (holdout_every passes each) before plain passes; "
                        "in probe views: 1 weighs the prior like one full-intensity view of the pixel", type=float,
@@ -180,23 +181,29 @@ class SolverConfig:
                                 "the held-out NLL (by more than holdout_tolerance)", min=1, only=("refined",))
     holdout_tolerance: float = opt(0.01, "refinement: a measurement counts as lower only when it lowers the "
                                    "held-out NLL by more than this fraction", min=0.0, max=0.5, only=("refined",))
+    refine_smooth_scale: float = opt(0.0, "refinement: first fit the slow phase and amplitude the network's "
+                                     "patches miss where the overlap is low: a smooth complex factor (a Gaussian "
+                                     "of this many pixels) of its object, judged by the held-out patterns against "
+                                     "the object stitched without them (0 = off)", min=0.0, only=("refined",))
+    refine_smooth_passes: int = opt(45, "refinement: the most passes of that fit", min=1, only=("refined",))
     momentum: float = opt(0.0, "baseline: decay per pass of the momentum on the object's smooth change (0 = "
                           "none; 0.9 converges the large-scale phase in far fewer passes at high dose, but fits "
                           "noise sooner at low dose)", min=0.0, max=0.99, only=("baseline",))
     refine_momentum: float = opt(0.5, "the same momentum for the refinement (the held-out patterns stop it "
                                  "before it fits noise)", min=0.0, max=0.99, only=("refined",))
     momentum_scale: float = opt(3.0, "pixels over which the object's change is smoothed before it gathers "
-                                "momentum (fine detail gets none)", above=0.0)
+                                "momentum (fine detail gets none)", above=0.0, only=("baseline", "refined"))
     batch_size: int = opt(32, "positions whose updates are summed into one step", min=1, only=("baseline",))
     refine_batch_size: int = opt(64, "the same for the refinement: it starts with the large-scale phase in place, "
                                  "so larger steps averaging more patterns' noise suit it", min=1, only=("refined",))
     engine: str = opt("epie", "iterative engine: epie (the measured modulus imposed, rPIE steps, random batches) or "
                       "lsqml (LSQ-ML: a Poisson-likelihood far-field step, least-squares step lengths, batches spread "
                       "over the scan; more phase, at 14 px steps less amplitude, 1.3-1.9x the time per pass)",
-                      choices=("epie", "lsqml"))
-    alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0)
-    probe_refinement: bool = opt(False, "also refine the probe (in every pass)")
-    seed: int = opt(0, "order in which positions are visited", min=0)
+                      choices=("epie", "lsqml"), only=("baseline", "refined"))
+    alpha: float = opt(0.1, "rPIE regularisation: 0 = ePIE-like step, 1 = plain gradient step", min=0.0, max=1.0,
+                       only=("baseline", "refined"))
+    probe_refinement: bool = opt(False, "also refine the probe (in every pass)", only=("baseline", "refined"))
+    seed: int = opt(0, "order in which positions are visited", min=0, only=("baseline", "refined"))
 
     def refining(self) -> SolverConfig:
         """These settings as the refinement runs its passes: with refine_momentum and
@@ -239,7 +246,7 @@ SECTIONS = {"dataset": DatasetConfig, "data": DataConfig, "model": ModelConfig, 
             "infer": InferConfig, "solver": SolverConfig, "render": RenderConfig, "execution": ExecConfig}
 # the sections each program (script) reads its settings from
 PROGRAMS = {"convert": ("dataset",), "validate": ("dataset", "data"), "transpose": ("dataset",),
-            "train": ("data", "model", "train", "execution"), "infer": ("infer", "execution"),
+            "train": ("data", "model", "train", "execution"), "infer": ("infer", "solver", "execution"),
             "baseline": ("solver", "execution"), "refined": ("solver", "execution"),
             "render": ("render",), "loss_curve": ("render",)}
 # optional experiment loggers: the module they need and how to install it

@@ -27,6 +27,8 @@ pull and the number of passes are chosen by `refine` from the measured patterns 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -55,6 +57,7 @@ class Solver:
         # with momentum: the object after the last pass, and its velocity
         self.last, self.velocity = (self.obj.clone() if cfg.momentum else None), None
         self.prior, self.views, self._coverage = None, None, None
+        self.frozen = None  # (object, its power, a low-pass) while only a smooth factor of it may change
         if prior is not None:  # pixels' probe views, the unit of the pull toward it
             self.prior = torch.from_numpy(prior.astype(np.complex64))
             self.views = torch.from_numpy(self.coverage() / float(self.probe.abs().square().max())).clamp_min(1e-3)
@@ -181,12 +184,30 @@ class Solver:
             if pull > 0:
                 t = pull / self.views
                 self.obj.copy_((self.obj + t * self.prior) / (1 + t))
+            if self.frozen is not None:
+                self.obj.copy_(self.frozen[0] * self.smooth_factor())
             if self.cfg.momentum:
                 self.last = self.obj.clone()
             self.passes += 1
             if callback:
                 callback(it, self)
         return self.obj.numpy()
+
+    def only_smooth_changes(self, sigma: float) -> None:
+        """From now on the object may change only by a smooth complex factor of what it
+        is now (after each pass its ratio to it is low-passed by a Gaussian of `sigma`
+        pixels): the fine detail stays, the slow phase and amplitude follow the data."""
+        h, w = self.obj.shape
+        fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+        low = torch.from_numpy(np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)).astype(np.float32))
+        self.frozen = (self.obj.clone(), self.obj.abs().square(), low)
+
+    def smooth_factor(self) -> torch.Tensor:
+        """The smooth factor by which the object differs from where only_smooth_changes
+        found it (the low-passed ratio; pixels the object leaves near zero keep 1)."""
+        base, power, low = self.frozen
+        ratio = (self.obj * base.conj() + 1e-3 * float(power.mean())) / (power + 1e-3 * float(power.mean()))
+        return torch.fft.ifft2(torch.fft.fft2(ratio) * low)
 
     def _accelerate(self) -> None:
         """Momentum on the smooth part of the object's change: the change of the last
@@ -257,8 +278,40 @@ def pull_schedule(cfg: SolverConfig, most: int) -> list[float]:
     return (weights + [0.0] * most)[:most]
 
 
+def large_scale_factor(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray,
+                       fair_start: np.ndarray, held: np.ndarray, cfg: SolverConfig) -> tuple[np.ndarray, list]:
+    """The smooth complex factor (cfg.refine_smooth_scale pixels) by which the data ask
+    the network's object to change: its slow phase and amplitude, which a single
+    pattern barely shows, so the network's patches (and the stitch of their phases)
+    get them wrong where the overlap is low (docs/design.md, "Refinement").
+
+    Fitted on all but the `held` patterns, starting from `fair_start`, the network's
+    object stitched without the held-out patches (any object made from them predicts
+    them too well to be judged by them): passes that may change only that factor, the
+    held-out patterns' Poisson NLL measured every cfg.holdout_every passes; the factor
+    at the lowest NLL wins (ones when no pass lowered it), the search stopping after
+    cfg.holdout_patience checks without a new lowest, or at cfg.refine_smooth_passes.
+    Returns the factor and the (passes, NLL per photon) curve."""
+    fit = np.setdiff1d(np.arange(len(amplitude)), held)
+    # LSQ-ML's Poisson far-field step whatever the engine: it fits the likelihood the
+    # held-out patterns judge by (docs/benchmarks.md)
+    solver = Solver(amplitude[fit], probe, y[fit], x[fit], fair_start, dataclasses.replace(cfg, engine="lsqml"))
+    solver.only_smooth_changes(cfg.refine_smooth_scale)
+    nll = solver.nll(amplitude[held], y[held], x[held])
+    curve, best, stale = [(0, nll)], (nll, np.ones(fair_start.shape, np.complex64)), 0
+    while solver.passes < cfg.refine_smooth_passes and stale < cfg.holdout_patience:
+        solver.run(min(cfg.holdout_every, cfg.refine_smooth_passes - solver.passes))
+        nll = solver.nll(amplitude[held], y[held], x[held])
+        curve.append((solver.passes, nll))
+        stale = stale + 1 if nll >= best[0] else 0
+        if nll < best[0]:
+            best = (nll, solver.smooth_factor().numpy())
+    return best[1], curve
+
+
 def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, start: np.ndarray,
-           cfg: SolverConfig, most: int, on_check=None) -> tuple[Solver, np.ndarray]:
+           cfg: SolverConfig, most: int, on_check=None, fair_start: np.ndarray | None = None
+           ) -> tuple[Solver, np.ndarray]:
     """Refine `start` toward the measured patterns, as far as the data say.
 
     A spread-out fraction of the patterns (cfg.holdout_fraction) is held out; the solver
@@ -277,6 +330,10 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
     schedule = pull_schedule(cfg, most)
+    smooth = None
+    if fair_start is not None and cfg.refine_smooth_scale > 0:
+        factor, smooth = large_scale_factor(amplitude, probe, y, x, fair_start, held, cfg)
+        start = (start * factor).astype(np.complex64)
     solver = Solver(amplitude[fit], probe, y[fit], x[fit], start, cfg, prior=start)
     nll = solver.nll(amplitude[held], y[held], x[held])
     curve, best = [(0, np.inf, nll)], (nll, 0, solver.obj.clone(), solver.probe.clone())
@@ -295,7 +352,7 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
             best = (nll, solver.passes, solver.obj.clone(), solver.probe.clone())
     _, passes, obj, best_probe = best
     final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy(), cfg, prior=start)
-    final.history, final.passes = solver.history[:passes], passes
+    final.history, final.passes, final.smooth_curve = solver.history[:passes], passes, smooth
     if passes:
         final.run(1, pull=schedule[passes - 1])
     return final, np.array(curve)

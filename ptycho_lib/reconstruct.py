@@ -254,7 +254,8 @@ def _canvas(scan: Scan, pad_eval: bool):
 
 
 def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu", num_workers: int = 0,
-                progress=None, patch_memory: int = PATCH_MEMORY, timings: dict | None = None) -> Reconstruction:
+                progress=None, patch_memory: int = PATCH_MEMORY, timings: dict | None = None,
+                unseen: np.ndarray | None = None) -> Reconstruction:
     """The network's reconstruction of a scan: object (complex64), stitching weights,
     positions and origin on the canvas (_canvas). The patterns go through the network
     cfg.batch_size at a time (0: the device's default, see inference_settings), loaded
@@ -262,7 +263,10 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     (bundle.load_network(n=...) refuses one that does not); it is not modified
     (inference runs a copy, see inference_network). `timings`, when given, receives
     the seconds spent per step (read, network, align, stitch). `progress`, when given,
-    wraps the iterable of batches (a progress bar)."""
+    wraps the iterable of batches (a progress bar). `unseen`: indices of patterns the
+    object is also stitched without (their patches left out of the phase solve and the
+    stitch), into extra `object_unseen`, with the indices as `unseen_patterns`: what
+    the refinement judges its large-scale fit by (iterative.large_scale_factor)."""
     clock = _Clock("read", "network", "align", "stitch")
     with clock("read"):  # each scan is scaled by its own statistics, as the training scan was
         scale = np.float32(input_scale(scan.amplitude))
@@ -293,21 +297,41 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
                 if align:
                     with clock("align"):
                         overlaps.add(b * batch, weighted_spectra(patches, stitcher.weight, padded=True))
+        keep = np.ones(m, bool)
+        if unseen is not None:
+            unseen = np.asarray(unseen)[np.asarray(unseen) < m]  # of the patterns used (cfg.n_images)
+            keep[unseen] = False
         with clock("align"):
-            phases = solve_phases(pairs, overlaps.values, m) if align else None
+            phases = solve_phases(pairs, overlaps.values, m) if align else np.zeros(m)
+            if unseen is not None:
+                phases_kept = _phases_of_subset(pairs, overlaps.values, keep) if align else phases
         del overlaps
         with clock("stitch"):
+            without = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim) if unseen is not None else None
             chunk = min(batch, STITCH_CHUNK)
             for start in range(0, m, chunk):
                 stop = min(start + chunk, m)
                 idx = order[start:stop]
                 patches = store.read(start, stop)
-                if align:
-                    patches *= np.exp(1j * phases[idx]).astype(np.complex64)[:, None, None]
-                stitcher.add(patches, y[idx], x[idx])
+                if without is not None:
+                    k = idx[keep[idx]]
+                    without.add(patches[keep[idx]] * np.exp(1j * phases_kept[k]).astype(np.complex64)[:, None, None],
+                                y[k], x[k])
+                stitcher.add(patches * np.exp(1j * phases[idx]).astype(np.complex64)[:, None, None], y[idx], x[idx])
             obj, weight = stitcher.result()
     finally:
         store.close()
     if timings is not None:
         timings.update(clock.seconds)
-    return Reconstruction(obj, weight, x, y, np.array([oy, ox]), dict(scan.geometry))
+    extra = {} if without is None else {"object_unseen": without.result()[0],
+                                        "unseen_patterns": np.asarray(unseen, np.int64)}
+    return Reconstruction(obj, weight, x, y, np.array([oy, ox]), dict(scan.geometry), extra=extra)
+
+
+def _phases_of_subset(pairs: np.ndarray, values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """solve_phases over the patterns `keep` marks (only their pairs); 0 for the rest."""
+    both = keep[pairs[:, 0]] & keep[pairs[:, 1]]
+    index = np.cumsum(keep) - 1
+    phases = np.zeros(len(keep))
+    phases[keep] = solve_phases(index[pairs[both]], values[both], int(keep.sum()))
+    return phases

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ptycho_lib import __version__, cli, config
 from ptycho_lib.bundle import load_network
 from ptycho_lib.io import sha256_file
+from ptycho_lib.iterative import spread_subset
 from ptycho_lib.provenance import record
 from ptycho_lib.reconstruct import reconstruct
 from ptycho_lib.runtime import pick_accelerator, torch_threads
@@ -49,7 +50,9 @@ def main(argv):
     torch.set_num_threads(torch_threads(cfg["execution"]))
     device = pick_accelerator(cfg["execution"].accelerator)
     progress = None if cfg["execution"].quiet else (lambda batches: tqdm(batches, desc="infer", unit="batch"))
-    rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers, progress)
+    held_out = cfg["solver"].holdout_fraction  # the refinement's: it judges its large-scale fit by them
+    unseen = spread_subset(len(scan.x), held_out) if held_out > 0 else None
+    rec = reconstruct(net, scan, cfg["infer"], device, cfg["execution"].num_workers, progress, unseen=unseen)
     rec.provenance = {
         "model_bundle": a.model_path.name, "model_bundle_sha256": sha256_file(a.model_path),
         "data": a.test_data.name, "data_sha256": sha256_file(a.test_data),

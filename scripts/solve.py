@@ -29,7 +29,7 @@ import torch
 from ptycho_lib import __version__, cli, config
 from ptycho_lib.geometry import canvas_geometry
 from ptycho_lib.io import InputError, sha256_file
-from ptycho_lib.iterative import Solver, refine
+from ptycho_lib.iterative import Solver, refine, spread_subset
 from ptycho_lib.physics import scale_probe
 from ptycho_lib.provenance import record
 from ptycho_lib.reconstruction import Reconstruction
@@ -48,6 +48,20 @@ def parser(method: str) -> argparse.ArgumentParser:
     return p
 
 
+def unseen_start(rec: Reconstruction, m: int, cfg: config.SolverConfig) -> np.ndarray | None:
+    """The network's object stitched without the patterns the refinement holds out (the
+    large-scale fit is judged by them), when the reconstruction has it for exactly
+    those; else None, and the large-scale fit is skipped (with a warning when it is on)."""
+    held = spread_subset(m, cfg.holdout_fraction) if cfg.holdout_fraction > 0 else None
+    unseen = rec.extra.get("unseen_patterns")
+    if held is not None and unseen is not None and np.array_equal(unseen, held):
+        return np.where(np.abs(rec.extra["object_unseen"]) > 0, rec.extra["object_unseen"], 1).astype(np.complex64)
+    if cfg.refine_smooth_scale > 0 and held is not None:
+        print("warning: the reconstruction was not also stitched without the held-out patterns (infer "
+              "--holdout-fraction); the large-scale fit is skipped", file=sys.stderr)
+    return None
+
+
 def main(argv):
     method = argv[0] if argv and argv[0] in METHODS else "baseline"
     a, cfg = cli.parse(parser(method), argv)
@@ -64,12 +78,16 @@ def main(argv):
         if rec.object.shape != shape:
             raise InputError(init, f"object {rec.object.shape} does not match the scan's canvas {shape}")
         start, passes = np.where(rec.lit(), rec.object, 1).astype(np.complex64), solver_cfg.refine_iterations
+        fair_start = unseen_start(rec, len(scan.x), solver_cfg)
     probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
     t0 = time.perf_counter()
     extra = {}
     if init is not None and solver_cfg.holdout_fraction > 0:
-        solver, extra["heldout_nll"] = refine(scan.measured, probe, y, x, start, solver_cfg, passes)
+        solver, extra["heldout_nll"] = refine(scan.measured, probe, y, x, start, solver_cfg, passes,
+                                              fair_start=fair_start)
         passes = solver.passes
+        if solver.smooth_curve:
+            extra["large_scale_nll"] = np.array(solver.smooth_curve)
     else:
         solver = Solver(scan.measured, probe, y, x, start, solver_cfg if init is None else solver_cfg.refining())
         solver.run(passes)

@@ -215,3 +215,31 @@ def test_the_poisson_engine_recovers_more_of_a_low_dose_scan():
             scores[nphotons, engine] = compare(solver.run(40), scan.obj, region)["phase_ssim"]
     assert scores[1e3, "lsqml"] > scores[1e3, "epie"] + 0.05, scores  # measured 0.69 against 0.60
     assert min(scores[1e6, "epie"], scores[1e6, "lsqml"]) > 0.9, scores
+
+
+def _low_passed(values, sigma):
+    return _blurred(values, sigma).real
+
+
+def test_the_large_scale_fit_restores_the_slow_phase_a_start_lacks(exact):
+    """A start with the object's fine detail but none of its slow phase (what the
+    network's patches give at low overlap): the large-scale fit, judged by held-out
+    patterns the start was made without, puts the slow phase back; the refinement
+    without it does not. A start that has it keeps it."""
+    sim, probe = exact
+    region = scanned_region(sim.x, sim.y)
+    flattened = (sim.obj * np.exp(-1j * _low_passed(np.angle(sim.obj), 8.0))).astype(np.complex64)
+
+    def refined(start, scale):
+        cfg = SolverConfig(refine_smooth_scale=scale, batch_size=8, refine_batch_size=8)
+        solver, _ = refine(sim.amplitude, probe, sim.y, sim.x, start, cfg, 20, fair_start=start)
+        return compare(solver.obj.numpy(), sim.obj, region), solver.smooth_curve
+
+    start = compare(flattened, sim.obj, region)
+    without, _ = refined(flattened, 0.0)
+    fitted, curve = refined(flattened, 3.0)
+    assert fitted["phase_ssim"] > 0.98 and fitted["phase_ssim"] > max(start["phase_ssim"], without["phase_ssim"]) + 0.03, \
+        (start, without, fitted)
+    assert curve[-1][1] < curve[0][1]  # judged by the held-out patterns, which it fits better
+    kept, _ = refined(sim.obj.astype(np.complex64), 3.0)
+    assert kept["phase_ssim"] > 0.99 and kept["amplitude_ssim"] > 0.97, kept

@@ -22,7 +22,7 @@ rule recon:
         runtime=config["resources"]["infer"]["runtime"],
     params:
         outdir=lambda wc, output: os.path.dirname(output[0]),
-        flags=flags("infer", "infer", "execution"),
+        flags=flags("infer", "infer", "solver", "execution"),
         gridsize=config["data"]["gridsize"],
     shell:
         "python -m scripts.infer --model-path {input.bundle} --test-data {input.data} --output-dir {params.outdir}"
