@@ -181,10 +181,11 @@ class SolverConfig:
                                 "the held-out NLL (by more than holdout_tolerance)", min=1, only=("refined",))
     holdout_tolerance: float = opt(0.01, "refinement: a measurement counts as lower only when it lowers the "
                                    "held-out NLL by more than this fraction", min=0.0, max=0.5, only=("refined",))
-    refine_smooth_scale: float = opt(0.0, "refinement: first fit the slow phase and amplitude the network's "
-                                     "patches miss where the overlap is low: a smooth complex factor (a Gaussian "
-                                     "of this many pixels) of its object, judged by the held-out patterns against "
-                                     "the object stitched without them (0 = off)", min=0.0, only=("refined",))
+    refine_smooth_scale: float = opt(3.0, "refinement: when no pass betters the network's object, fit its slow "
+                                     "phase (a phase factor smooth over a Gaussian of this many pixels), which the "
+                                     "network's patches miss where the overlap is low, judged by the held-out "
+                                     "patterns against the object stitched without them (0 = off)", min=0.0,
+                                     only=("refined",))
     refine_smooth_passes: int = opt(45, "refinement: the most passes of that fit", min=1, only=("refined",))
     momentum: float = opt(0.0, "baseline: decay per pass of the momentum on the object's smooth change (0 = "
                           "none; 0.9 converges the large-scale phase in far fewer passes at high dose, but fits "

@@ -194,20 +194,23 @@ class Solver:
         return self.obj.numpy()
 
     def only_smooth_changes(self, sigma: float) -> None:
-        """From now on the object may change only by a smooth complex factor of what it
-        is now (after each pass its ratio to it is low-passed by a Gaussian of `sigma`
-        pixels): the fine detail stays, the slow phase and amplitude follow the data."""
+        """From now on the object may change only by a smooth phase factor of what it is
+        now (after each pass its ratio to it is low-passed by a Gaussian of `sigma`
+        pixels and keeps its phase): the fine detail and the amplitude stay, the slow
+        phase follows the data."""
         h, w = self.obj.shape
         fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
         low = torch.from_numpy(np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)).astype(np.float32))
         self.frozen = (self.obj.clone(), self.obj.abs().square(), low)
 
     def smooth_factor(self) -> torch.Tensor:
-        """The smooth factor by which the object differs from where only_smooth_changes
-        found it (the low-passed ratio; pixels the object leaves near zero keep 1)."""
+        """The smooth phase factor by which the object differs from where
+        only_smooth_changes found it (the phase of the low-passed ratio; pixels the
+        object leaves near zero count as unchanged)."""
         base, power, low = self.frozen
         ratio = (self.obj * base.conj() + 1e-3 * float(power.mean())) / (power + 1e-3 * float(power.mean()))
-        return torch.fft.ifft2(torch.fft.fft2(ratio) * low)
+        smooth = torch.fft.ifft2(torch.fft.fft2(ratio) * low)
+        return smooth / smooth.abs().clamp_min(1e-12)
 
     def _accelerate(self) -> None:
         """Momentum on the smooth part of the object's change: the change of the last
@@ -280,10 +283,10 @@ def pull_schedule(cfg: SolverConfig, most: int) -> list[float]:
 
 def large_scale_factor(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray,
                        fair_start: np.ndarray, held: np.ndarray, cfg: SolverConfig) -> tuple[np.ndarray, list]:
-    """The smooth complex factor (cfg.refine_smooth_scale pixels) by which the data ask
-    the network's object to change: its slow phase and amplitude, which a single
-    pattern barely shows, so the network's patches (and the stitch of their phases)
-    get them wrong where the overlap is low (docs/design.md, "Refinement").
+    """The smooth phase factor (cfg.refine_smooth_scale pixels) by which the data ask
+    the network's object to change: its slow phase, which a single pattern barely
+    shows, so the network's patches (and the stitch of their phases) get it wrong where
+    the overlap is low (docs/design.md, "Refinement").
 
     Fitted on all but the `held` patterns, starting from `fair_start`, the network's
     object stitched without the held-out patches (any object made from them predicts
@@ -321,8 +324,12 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     that did not lower the lowest value by more than the fraction cfg.holdout_tolerance
     (the data have said what they can), or at `most` passes; the passes carry momentum
     cfg.refine_momentum (not the baseline's cfg.momentum). The object (and probe) at
-    the lowest value wins: the start itself when no pass improved on it, else that state
-    given one more pass over all patterns with the pull it had. Returns the finished solver (its
+    the lowest value wins: that state given one more pass over all patterns with the
+    pull it had, or, when no pass improved on the start, the start itself, times the
+    smooth factor large_scale_factor fits (given `fair_start`, the start stitched
+    without the held-out patterns, and cfg.refine_smooth_scale > 0): where the data
+    cannot better the network's fine detail, they may still move its slow phase, which
+    has far fewer degrees of freedom (passes that run on do that themselves). Returns the finished solver (its
     `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
     nothing but the patterns and the start. on_check(solver) is called at each
     check (to watch the path)."""
@@ -330,10 +337,6 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
     schedule = pull_schedule(cfg, most)
-    smooth = None
-    if fair_start is not None and cfg.refine_smooth_scale > 0:
-        factor, smooth = large_scale_factor(amplitude, probe, y, x, fair_start, held, cfg)
-        start = (start * factor).astype(np.complex64)
     solver = Solver(amplitude[fit], probe, y[fit], x[fit], start, cfg, prior=start)
     nll = solver.nll(amplitude[held], y[held], x[held])
     curve, best = [(0, np.inf, nll)], (nll, 0, solver.obj.clone(), solver.probe.clone())
@@ -351,6 +354,11 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
         if nll < best[0]:
             best = (nll, solver.passes, solver.obj.clone(), solver.probe.clone())
     _, passes, obj, best_probe = best
+    smooth = None
+    if passes == 0 and fair_start is not None and cfg.refine_smooth_scale > 0:
+        # the data cannot better the network's fine detail here; they may still move its slow phase
+        factor, smooth = large_scale_factor(amplitude, probe, y, x, fair_start, held, cfg)
+        obj = obj * torch.from_numpy(factor)
     final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy(), cfg, prior=start)
     final.history, final.passes, final.smooth_curve = solver.history[:passes], passes, smooth
     if passes:

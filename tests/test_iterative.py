@@ -221,25 +221,30 @@ def _low_passed(values, sigma):
     return _blurred(values, sigma).real
 
 
-def test_the_large_scale_fit_restores_the_slow_phase_a_start_lacks(exact):
+def test_the_large_scale_fit_restores_the_slow_phase_a_start_lacks():
     """A start with the object's fine detail but none of its slow phase (what the
-    network's patches give at low overlap): the large-scale fit, judged by held-out
-    patterns the start was made without, puts the slow phase back; the refinement
-    without it does not. A start that has it keeps it."""
-    sim, probe = exact
+    network's patches give at low overlap), at a dose where more passes only fit noise:
+    the refinement keeps the start, and the large-scale fit, judged by held-out patterns
+    the start was made without, puts the slow phase back; without the fit it stays
+    lost. The truth as start stays as it is."""
+    spec = dataclasses.replace(TINY, rows=10, cols=10, step=6.0, nphotons=3e3)
+    sim = simulate_like(scan_from(canonicalise(simulate(spec), "t.npz")), 5)
+    probe = scale_probe(sim.probe.astype(np.complex128), sim.nphotons)
     region = scanned_region(sim.x, sim.y)
     flattened = (sim.obj * np.exp(-1j * _low_passed(np.angle(sim.obj), 8.0))).astype(np.complex64)
 
     def refined(start, scale):
         cfg = SolverConfig(refine_smooth_scale=scale, batch_size=8, refine_batch_size=8)
         solver, _ = refine(sim.amplitude, probe, sim.y, sim.x, start, cfg, 20, fair_start=start)
+        assert solver.passes == 0  # the start's fine detail is the truth's: passes only fit noise
         return compare(solver.obj.numpy(), sim.obj, region), solver.smooth_curve
 
     start = compare(flattened, sim.obj, region)
     without, _ = refined(flattened, 0.0)
     fitted, curve = refined(flattened, 3.0)
-    assert fitted["phase_ssim"] > 0.98 and fitted["phase_ssim"] > max(start["phase_ssim"], without["phase_ssim"]) + 0.03, \
-        (start, without, fitted)
-    assert curve[-1][1] < curve[0][1]  # judged by the held-out patterns, which it fits better
+    assert without == start
+    assert fitted["phase_ssim"] > start["phase_ssim"] + 0.2, (start, fitted)
+    assert fitted["amplitude_ssim"] > start["amplitude_ssim"] - 0.01, (start, fitted)  # a phase factor only
+    assert min(nll for _, nll in curve) < curve[0][1]  # held-out patterns judged it, and it predicts them better
     kept, _ = refined(sim.obj.astype(np.complex64), 3.0)
-    assert kept["phase_ssim"] > 0.99 and kept["amplitude_ssim"] > 0.97, kept
+    assert kept["phase_ssim"] > 0.99 and kept["amplitude_ssim"] > 0.99, kept
