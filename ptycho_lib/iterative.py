@@ -21,7 +21,8 @@ Refinement treats its starting reconstruction (the network's) as a prior: after 
 pass the object is pulled toward it, O <- (O + t O_start) / (1 + t) with t = w / V,
 where V is the number of full-intensity probe views that light the pixel (the summed
 probe intensity over its maximum) and w the strength of the pull in the same units. The
-pull and the number of passes are chosen by `refine` from the measured patterns alone
+pull and the number of passes are chosen by `refine` from the measured patterns alone;
+where no pass betters the start, `large_scale_factor` fits only its slow phase
 (docs/design.md, "Refinement").
 """
 
@@ -329,10 +330,11 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     smooth factor large_scale_factor fits (given `fair_start`, the start stitched
     without the held-out patterns, and cfg.refine_smooth_scale > 0): where the data
     cannot better the network's fine detail, they may still move its slow phase, which
-    has far fewer degrees of freedom (passes that run on do that themselves). Returns the finished solver (its
-    `passes` counts those runs) and the (passes, pull, NLL per photon) curve. Reads
-    nothing but the patterns and the start. on_check(solver) is called at each
-    check (to watch the path)."""
+    has far fewer degrees of freedom (passes that run on do that themselves). Returns
+    the finished solver (its `passes` counts those runs, its `smooth_curve` the large-
+    scale fit's (passes, NLL) checks or None) and the (passes, pull, NLL per photon)
+    curve. Reads nothing but the patterns and the starts. on_check(solver) is called
+    at each check (to watch the path)."""
     cfg = cfg.refining()
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
