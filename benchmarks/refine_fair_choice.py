@@ -15,7 +15,6 @@ only), the passes and the wall time of each.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -32,16 +31,10 @@ from ptycho_lib.simulate import ScanSpec
 
 
 def network_objects(net, scan, fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The network's object from all patterns and from the `fit` ones only, on the same
-    canvas (ones where no patch lies)."""
-    full = reconstruct(net, scan, InferConfig(), "cpu")
-    sub = dataclasses.replace(scan, amplitude=scan.amplitude[fit], x=scan.x[fit], y=scan.y[fit])
-    part = reconstruct(net, sub, InferConfig(), "cpu")
-    fair = np.ones_like(full.object)
-    dy, dx = (int(a - b) for a, b in zip(full.origin, part.origin))
-    h, w = part.object.shape
-    fair[dy:dy + h, dx:dx + w] = part.object
-    return (np.where(np.abs(o) > 0, o, 1) for o in (full.object, fair))
+    """The network's object from all patterns and from the `fit` ones only (as the recon
+    stage writes it, `object_unseen`), on one canvas, ones where no patch lies."""
+    rec = reconstruct(net, scan, InferConfig(), "cpu", unseen=np.setdiff1d(np.arange(len(scan.x)), fit))
+    return (np.where(np.abs(o) > 0, o, 1) for o in (rec.object, rec.extra["object_unseen"]))
 
 
 def fair_and_replayed(scan, probe, start, fair, cfg: SolverConfig):
