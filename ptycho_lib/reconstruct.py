@@ -302,9 +302,9 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
             unseen = np.asarray(unseen)[np.asarray(unseen) < m]  # of the patterns used (cfg.n_images)
             keep[unseen] = False
         with clock("align"):
-            phases = solve_phases(pairs, overlaps.values, m) if align else np.zeros(m)
+            phases = solve_phases(pairs, overlaps.values, m) if align else None
             if unseen is not None:
-                phases_kept = _phases_of_subset(pairs, overlaps.values, keep) if align else phases
+                phases_kept = _phases_of_subset(pairs, overlaps.values, keep) if align else None
         del overlaps
         with clock("stitch"):
             without = Stitcher(shape, scan.probe, cfg.stitch, cfg.middle_trim) if unseen is not None else None
@@ -315,9 +315,8 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
                 patches = store.read(start, stop)
                 if without is not None:
                     k = idx[keep[idx]]
-                    without.add(patches[keep[idx]] * np.exp(1j * phases_kept[k]).astype(np.complex64)[:, None, None],
-                                y[k], x[k])
-                stitcher.add(patches * np.exp(1j * phases[idx]).astype(np.complex64)[:, None, None], y[idx], x[idx])
+                    without.add(_rotated(patches[keep[idx]], phases_kept, k), y[k], x[k])
+                stitcher.add(_rotated(patches, phases, idx), y[idx], x[idx])
             obj, weight = stitcher.result()
     finally:
         store.close()
@@ -326,6 +325,11 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     extra = {} if without is None else {"object_unseen": without.result()[0],
                                         "unseen_patterns": np.asarray(unseen, np.int64)}
     return Reconstruction(obj, weight, x, y, np.array([oy, ox]), dict(scan.geometry), extra=extra)
+
+
+def _rotated(patches: np.ndarray, phases: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+    """The patches of patterns `idx` turned by their solved phases (as they are without)."""
+    return patches if phases is None else patches * np.exp(1j * phases[idx]).astype(np.complex64)[:, None, None]
 
 
 def _phases_of_subset(pairs: np.ndarray, values: np.ndarray, keep: np.ndarray) -> np.ndarray:
