@@ -163,6 +163,8 @@ def main():
                    help="positions per step of the refinements (solver.refine_batch_size)")
     p.add_argument("--refine-smooth-scale", type=float, default=SolverConfig.refine_smooth_scale,
                    help="the refinement's large-scale fit (solver.refine_smooth_scale; 0 = off)")
+    p.add_argument("--refine-smooth-momentum", type=float, default=SolverConfig.refine_smooth_momentum,
+                   help="that fit's momentum (solver.refine_smooth_momentum)")
     p.add_argument("--engine", default=SolverConfig.engine, choices=("epie", "lsqml"),
                    help="the iterative engine of the baseline and the refinements (solver.engine)")
     p.add_argument("--networks", type=Path, default=None,
@@ -180,7 +182,8 @@ def main():
         a.epochs, a.iterations, a.refine_iterations = 8, 40, 12
     settings = SolverConfig(a.iterations, a.refine_iterations, momentum=a.momentum, refine_momentum=a.refine_momentum,
                             refine_batch_size=a.refine_batch_size, engine=a.engine,
-                            refine_smooth_scale=a.refine_smooth_scale)
+                            refine_smooth_scale=a.refine_smooth_scale,
+                            refine_smooth_momentum=a.refine_smooth_momentum)
     print(f"machine: {torch.get_num_threads()} torch threads, device cpu", flush=True)
     rows = []
     for step, gridsize in zip(a.steps, a.gridsize):

@@ -181,12 +181,15 @@ class SolverConfig:
                                 "the held-out NLL (by more than holdout_tolerance)", min=1, only=("refined",))
     holdout_tolerance: float = opt(0.01, "refinement: a measurement counts as lower only when it lowers the "
                                    "held-out NLL by more than this fraction", min=0.0, max=0.5, only=("refined",))
-    refine_smooth_scale: float = opt(3.0, "refinement: when no pass betters the network's object, fit its slow "
-                                     "phase (a phase factor smooth over a Gaussian of this many pixels), which the "
-                                     "network's patches miss where the overlap is low, judged by the held-out "
-                                     "patterns against the object stitched without them (0 = off)", min=0.0,
-                                     only=("refined",))
+    refine_smooth_scale: float = opt(3.0, "refinement: when the chosen state still leans on the network's object "
+                                     "(the start itself, or a pass pulled toward it), fit its slow phase (a phase "
+                                     "factor smooth over a Gaussian of this many pixels), which the network's "
+                                     "patches miss where the overlap is low, judged by the held-out patterns from "
+                                     "a state made without them (0 = off)", min=0.0, only=("refined",))
     refine_smooth_passes: int = opt(45, "refinement: the most passes of that fit", min=1, only=("refined",))
+    refine_smooth_momentum: float = opt(0.7, "refinement: momentum of that fit's passes (a smooth factor has no "
+                                        "fine-detail noise for momentum to amplify; the held-out patterns catch "
+                                        "an overshoot)", min=0.0, max=0.99, only=("refined",))
     momentum: float = opt(0.0, "baseline: decay per pass of the momentum on the object's smooth change (0 = "
                           "none; 0.9 converges the large-scale phase in far fewer passes at high dose, but fits "
                           "noise sooner at low dose)", min=0.0, max=0.99, only=("baseline",))

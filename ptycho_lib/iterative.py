@@ -285,13 +285,16 @@ def pull_schedule(cfg: SolverConfig, most: int) -> list[float]:
 def large_scale_factor(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray,
                        fair_start: np.ndarray, held: np.ndarray, cfg: SolverConfig) -> tuple[np.ndarray, list]:
     """The smooth phase factor (cfg.refine_smooth_scale pixels) by which the data ask
-    the network's object to change: its slow phase, which a single pattern barely
-    shows, so the network's patches (and the stitch of their phases) get it wrong where
-    the overlap is low (docs/design.md, "Refinement").
+    an object that leans on the network to change: its slow phase, which a single
+    pattern barely shows, so the network's patches (and the stitch of their phases) get
+    it wrong where the overlap is low, and a pull toward the network holds it there
+    (docs/design.md, "Refinement").
 
-    Fitted on all but the `held` patterns, starting from `fair_start`, the network's
-    object stitched without the held-out patches (any object made from them predicts
-    them too well to be judged by them): passes that may change only that factor, the
+    Fitted on all but the `held` patterns, starting from `fair_start`, an object made
+    without them (the network's stitched without the held-out patches, or a state the
+    passes reached on the rest; any object made from them predicts them too well to be
+    judged by them): passes with momentum cfg.refine_smooth_momentum that may change
+    only that factor, the
     held-out patterns' Poisson NLL measured every cfg.holdout_every passes; the factor
     at the lowest NLL wins (ones when no pass lowered it), the search stopping after
     cfg.holdout_patience checks without a new lowest, or at cfg.refine_smooth_passes.
@@ -299,7 +302,8 @@ def large_scale_factor(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, 
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
     # LSQ-ML's Poisson far-field step whatever the engine: it fits the likelihood the
     # held-out patterns judge by (docs/benchmarks.md)
-    solver = Solver(amplitude[fit], probe, y[fit], x[fit], fair_start, dataclasses.replace(cfg, engine="lsqml"))
+    fitting = dataclasses.replace(cfg, engine="lsqml", momentum=cfg.refine_smooth_momentum)
+    solver = Solver(amplitude[fit], probe, y[fit], x[fit], fair_start, fitting)
     solver.only_smooth_changes(cfg.refine_smooth_scale)
     nll = solver.nll(amplitude[held], y[held], x[held])
     curve, best, stale = [(0, nll)], (nll, np.ones(fair_start.shape, np.complex64)), 0
@@ -325,12 +329,14 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     that did not lower the lowest value by more than the fraction cfg.holdout_tolerance
     (the data have said what they can), or at `most` passes; the passes carry momentum
     cfg.refine_momentum (not the baseline's cfg.momentum). The object (and probe) at
-    the lowest value wins: that state given one more pass over all patterns with the
-    pull it had, or, when no pass improved on the start, the start itself, times the
-    smooth factor large_scale_factor fits (given `fair_start`, the start stitched
-    without the held-out patterns, and cfg.refine_smooth_scale > 0): where the data
-    cannot better the network's fine detail, they may still move its slow phase, which
-    has far fewer degrees of freedom (passes that run on do that themselves). Returns
+    the lowest value wins: the start itself when no pass improved on it, else that
+    state. When it still leans on the network (the start, or a state a pull held),
+    it is multiplied by the smooth factor large_scale_factor fits (from `fair_start`,
+    the start stitched without the held-out patterns, or from the state itself; with
+    cfg.refine_smooth_scale > 0): the data may move the network's slow phase, which has
+    far fewer degrees of freedom than its fine detail, further than the pull let them
+    (plain passes move it themselves). A state the passes reached then gets one more
+    pass over all patterns with the pull it had, toward the start times that factor. Returns
     the finished solver (its `passes` counts those runs, its `smooth_curve` the large-
     scale fit's (passes, NLL) checks or None) and the (passes, pull, NLL per photon)
     curve. Reads nothing but the patterns and the starts. on_check(solver) is called
@@ -356,12 +362,13 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
         if nll < best[0]:
             best = (nll, solver.passes, solver.obj.clone(), solver.probe.clone())
     _, passes, obj, best_probe = best
-    smooth = None
-    if passes == 0 and fair_start is not None and cfg.refine_smooth_scale > 0:
-        # the data cannot better the network's fine detail here; they may still move its slow phase
-        factor, smooth = large_scale_factor(amplitude, probe, y, x, fair_start, held, cfg)
-        obj = obj * torch.from_numpy(factor)
-    final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy(), cfg, prior=start)
+    smooth, prior = None, start
+    leans = passes == 0 or schedule[passes - 1] > 0  # the chosen state still holds the network's slow phase
+    base = obj.numpy() if passes else fair_start  # made without the held-out patterns
+    if leans and base is not None and cfg.refine_smooth_scale > 0:
+        factor, smooth = large_scale_factor(amplitude, best_probe.numpy(), y, x, base, held, cfg)
+        obj, prior = obj * torch.from_numpy(factor), start * factor
+    final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy(), cfg, prior=prior)
     final.history, final.passes, final.smooth_curve = solver.history[:passes], passes, smooth
     if passes:
         final.run(1, pull=schedule[passes - 1])
