@@ -294,8 +294,8 @@ def large_scale_factor(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, 
     without them (the network's stitched without the held-out patches, or a state the
     passes reached on the rest; any object made from them predicts them too well to be
     judged by them): passes with momentum cfg.refine_smooth_momentum that may change
-    only that factor, the
-    held-out patterns' Poisson NLL measured every cfg.holdout_every passes; the factor
+    only that factor, the held-out patterns' Poisson NLL measured every
+    cfg.holdout_every passes; the factor
     at the lowest NLL wins (ones when no pass lowered it), the search stopping after
     cfg.holdout_patience checks without a new lowest, or at cfg.refine_smooth_passes.
     Returns the factor and the (passes, NLL per photon) curve."""

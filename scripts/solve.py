@@ -59,7 +59,8 @@ def unseen_start(rec: Reconstruction, m: int, cfg: config.SolverConfig) -> np.nd
         return np.where(np.abs(rec.extra["object_unseen"]) > 0, rec.extra["object_unseen"], 1).astype(np.complex64)
     if cfg.refine_smooth_scale > 0 and held is not None:
         print("warning: the reconstruction was not also stitched without the held-out patterns (infer "
-              "--holdout-fraction); if the refinement keeps the start, its large-scale fit is skipped", file=sys.stderr)
+              "--holdout-fraction); if the refinement keeps the start, its large-scale fit is skipped",
+              file=sys.stderr)
     return None
 
 
