@@ -22,8 +22,8 @@ pass the object is pulled toward it, O <- (O + t O_start) / (1 + t) with t = w /
 where V is the number of full-intensity probe views that light the pixel (the summed
 probe intensity over its maximum) and w the strength of the pull in the same units. The
 pull and the number of passes are chosen by `refine` from the measured patterns alone;
-where no pass betters the start, `large_scale_factor` fits only its slow phase
-(docs/design.md, "Refinement").
+where the chosen state still leans on the start (the start itself, or a pulled state),
+`large_scale_factor` then fits only its slow phase (docs/design.md, "Refinement").
 """
 
 from __future__ import annotations
@@ -295,9 +295,9 @@ def large_scale_factor(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, 
     passes reached on the rest; any object made from them predicts them too well to be
     judged by them): passes with momentum cfg.refine_smooth_momentum that may change
     only that factor, the held-out patterns' Poisson NLL measured every
-    cfg.holdout_every passes; the factor
-    at the lowest NLL wins (ones when no pass lowered it), the search stopping after
-    cfg.holdout_patience checks without a new lowest, or at cfg.refine_smooth_passes.
+    cfg.holdout_every passes; the factor at the lowest NLL wins (ones when no pass
+    lowered it), the search stopping after cfg.holdout_patience checks without a new
+    lowest, or at cfg.refine_smooth_passes.
     Returns the factor and the (passes, NLL per photon) curve."""
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
     # LSQ-ML's Poisson far-field step whatever the engine: it fits the likelihood the
