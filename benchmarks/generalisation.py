@@ -3,12 +3,14 @@
     python benchmarks/generalisation.py                                  # fly001's setting -> fly002
     python benchmarks/generalisation.py --simulated-scans 4 --instrument-epochs 60 --adapt-epochs 1 3 10
     python benchmarks/generalisation.py --train A.npz B.npz --test C.npz
+    python benchmarks/generalisation.py --instrument-bundle results/instrument/fly001/wts.h5.zip  # pretrained
 
 Everything runs in this process, one step after another, on the same machine, with the
 library's trainer and the `train` stage's defaults unless said otherwise:
 - `single`: a model trained on the first --train scan alone (the per-scan recipe);
 - `instrument`: the model of the instrument setting, trained on every --train scan plus
-  --simulated-scans random-object scans made like them, for --instrument-epochs;
+  --simulated-scans random-object scans made like them, for --instrument-epochs (or
+  the bundle --instrument-bundle, pretrained elsewhere: pretrain_instrument.py on a GPU);
 - `own`: a model trained on --test itself (what every new scan needed so far);
 - each of `single` and `instrument` reused on --test as is and adapted to it (fine-tuned
   on --test with the training loss, starting from the reused weights) for each of
@@ -126,6 +128,8 @@ def main():
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="single and own models' epochs")
     p.add_argument("--simulated-scans", type=int, default=2, help="the instrument model's random-object scans")
     p.add_argument("--instrument-epochs", type=int, default=30)
+    p.add_argument("--instrument-bundle", type=Path,
+                   help="reuse this bundle as the instrument model instead of training one here")
     p.add_argument("--adapt-epochs", type=int, nargs="+", default=[1, 3, 5, 10])
     p.add_argument("--iterations", type=int, default=300,
                    help="baseline passes: enough to converge (fly002 needs ~180), so that its converged quality "
@@ -145,9 +149,13 @@ def main():
     models = {"single": ([load[a.train[0]]], a.epochs, 0),
               "instrument": ([load[path] for path in a.train], a.instrument_epochs, a.simulated_scans)}
     for name, (train_scans, epochs, simulated) in models.items():
-        net, fit_s = study.fit(train_scans, epochs, simulated)
-        study.network_row(f"{name} reused", net, 0.0, trained_s=round(fit_s, 1), epochs=epochs,
-                          simulated_scans=simulated)
+        if name == "instrument" and a.instrument_bundle:
+            net, _ = load_network(a.instrument_bundle, n=study.test.n)
+            study.network_row(f"{name} reused", net, 0.0, bundle=str(a.instrument_bundle))
+        else:
+            net, fit_s = study.fit(train_scans, epochs, simulated)
+            study.network_row(f"{name} reused", net, 0.0, trained_s=round(fit_s, 1), epochs=epochs,
+                              simulated_scans=simulated)
         for e in a.adapt_epochs:
             adapted, adapt_s = study.fit([study.test], e, init=net.state_dict())
             study.network_row(f"{name} adapted {e}", adapted, adapt_s, adapted_epochs=e)

@@ -64,20 +64,46 @@ class GroupDataset(Dataset):
         return len(self.groups)
 
     def __getitem__(self, i):
-        g = self.groups[i]
+        inputs, counts, offsets, _ = self.__getitems__([i])
+        return inputs[0], counts[0], offsets[0], self.scan_index
+
+    def __getitems__(self, indices) -> list[torch.Tensor]:
+        """The items `indices` as one batch, each field gathered in one indexing
+        operation (item by item, the loader's small copies outlast a GPU's step)."""
+        g = self.groups[torch.as_tensor(indices)]
         pos = self.pos[g]
-        return self.inputs[g], self.counts[g], (pos - pos.mean(0)).float(), self.scan_index
+        return [self.inputs[g], self.counts[g], (pos - pos.mean(1, keepdim=True)).float(),
+                torch.full((len(g),), self.scan_index)]
 
 
 class ScansDataset(ConcatDataset):
     """The groups of several scans' GroupDatasets, trained on together (a group never
-    mixes scans)."""
+    mixes scans). The DataLoader fetches whole batches (__getitems__; collate_fn
+    as_batch), in the order of the indices."""
+
+    def __getitems__(self, indices) -> list[torch.Tensor]:
+        indices = torch.as_tensor(indices)
+        which = torch.bucketize(indices, torch.tensor(self.cumulative_sizes), right=True)
+        batch = None
+        for d in which.unique().tolist():
+            rows = torch.nonzero(which == d).squeeze(1)
+            part = self.datasets[d].__getitems__(indices[rows] - (self.cumulative_sizes[d - 1] if d else 0))
+            if batch is None:
+                batch = [torch.empty((len(indices), *f.shape[1:]), dtype=f.dtype) for f in part]
+            for whole, f in zip(batch, part):
+                whole[rows] = f
+        return batch
 
     @property
     def inputs(self) -> torch.Tensor:
         if len(self.datasets) == 1:  # no copy of a measured scan's inputs
             return self.datasets[0].inputs
         return torch.cat([d.inputs for d in self.datasets])
+
+
+def as_batch(batch):
+    """collate_fn of a dataset whose __getitems__ returns the batch itself."""
+    return batch
 
 
 def random_object(shape, rng) -> np.ndarray:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from . import runtime
 from .config import DataConfig, ExecConfig, ModelConfig, TrainConfig, is_launcher_child
-from .data import GroupDataset, ScansDataset, input_scale, make_groups, simulate_like
+from .data import GroupDataset, ScansDataset, as_batch, input_scale, make_groups, simulate_like
 from .model import PINN
 from .physics import scale_probe
 from .resume import (AtomicCheckpointIO, EpochShuffle, announce, exclusive, finish, fingerprint, launcher_decision,
@@ -107,6 +107,8 @@ def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConf
     """Training loader (shuffled by the seed) and validation loader, with the worker,
     prefetch and persistence settings of `execution`."""
     loader = runtime.loader_options(execution)
+    if hasattr(train_set, "__getitems__"):  # a ScansDataset: it hands out whole batches
+        loader["collate_fn"] = as_batch
     # shuffled from (seed, epoch), so a resumed run sees the batches an uninterrupted one would
     train_loader = DataLoader(train_set, batch_size=train_cfg.batch_size,
                               sampler=EpochShuffle(len(train_set), train_cfg.seed, train_cfg.batch_size), **loader)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch.utils.data import default_collate
 
 from conftest import TINY
 from helpers import TINY_CONFIG, copy_repo, planned_jobs, snakemake
@@ -26,7 +27,7 @@ from ptycho_lib.io import sha256_file, write_npz
 from ptycho_lib.model import PtychoNet
 from ptycho_lib.scan import scan_from
 from ptycho_lib.simulate import simulate
-from ptycho_lib.training import build_datasets, train
+from ptycho_lib.training import build_datasets, make_loaders, train
 
 SPECS = {"a": TINY, "b": replace(TINY, seed=4, object_seed=11), "c": replace(TINY, seed=6, object_seed=13)}
 
@@ -49,6 +50,19 @@ def test_a_model_of_two_scans_sees_groups_of_both_never_mixed():
             assert None not in members, f"a {part} group of scan {k} holds patterns of another scan"
             seen[part].add(k)
     assert seen == {"train": {0, 1}, "val": {0, 1}}  # both scans trained on and validated
+
+
+def test_the_loader_hands_out_the_shuffled_groups_of_every_scan_as_whole_batches():
+    scans = [scan_from(canonicalise(simulate(SPECS[k]), f"{k}.npz")) for k in "ac"]
+    net = PtychoNet(32, 8)
+    train_set, _ = build_datasets(scans, None, DataConfig(simulated_scans=1), 0,
+                                  [input_scale(s.amplitude) for s in scans], net.inputs)
+    loader, _ = make_loaders(train_set, None, TrainConfig(batch_size=5), ExecConfig())
+    order = list(iter(loader.sampler))
+    assert len({train_set[i][3] for i in order[:5]}) > 1  # a batch that spans scans
+    for b, batch in enumerate(loader):  # as if fetched one group at a time
+        for field, stacked in zip(batch, default_collate([train_set[i] for i in order[5 * b:5 * b + 5]])):
+            assert torch.equal(field, stacked)
 
 
 @pytest.fixture(scope="module")
