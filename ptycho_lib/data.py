@@ -91,7 +91,7 @@ class ScansDataset(ConcatDataset):
             if batch is None:
                 batch = [torch.empty((len(indices), *f.shape[1:]), dtype=f.dtype) for f in part]
             for whole, f in zip(batch, part):
-                whole[rows] = f
+                whole.index_copy_(0, rows, f)
         return batch
 
     @property
