@@ -330,17 +330,18 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     (the data have said what they can), or at `most` passes; the passes carry momentum
     cfg.refine_momentum (not the baseline's cfg.momentum). The object (and probe) at
     the lowest value wins: the start itself when no pass improved on it, else that
-    state. When it still leans on the network (the start, or a state a pull held),
-    it is multiplied by the smooth factor large_scale_factor fits (from `fair_start`,
-    the start stitched without the held-out patterns, or from the state itself; with
-    cfg.refine_smooth_scale > 0): the data may move the network's slow phase, which has
-    far fewer degrees of freedom than its fine detail, further than the pull let them
-    (plain passes move it themselves). A state the passes reached then gets one more
-    pass over all patterns with the pull it had, toward the start times that factor. Returns
-    the finished solver (its `passes` counts those runs, its `smooth_curve` the large-
-    scale fit's (passes, NLL) checks or None) and the (passes, pull, NLL per photon)
-    curve. Reads nothing but the patterns and the starts. on_check(solver) is called
-    at each check (to watch the path)."""
+    state. When it still leans on the network (the start, or a state a pull held), or
+    the probe is refined too, it is multiplied by the smooth factor large_scale_factor
+    fits (from `fair_start`, the start stitched without the held-out patterns, or from
+    the state itself; with cfg.refine_smooth_scale > 0): the data may move the
+    network's slow phase, which has far fewer degrees of freedom than its fine detail,
+    further than the pull let them (plain passes move it themselves, unless a probe
+    refined beside the object takes up part of it). A state the passes reached then
+    gets one more pass over all patterns with the pull it had, toward the start times
+    that factor. Returns the finished solver (its `passes` counts those runs, its
+    `smooth_curve` the large-scale fit's (passes, NLL) checks or None) and the (passes,
+    pull, NLL per photon) curve. Reads nothing but the patterns and the starts.
+    on_check(solver) is called at each check (to watch the path)."""
     cfg = cfg.refining()
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
     fit = np.setdiff1d(np.arange(len(amplitude)), held)
@@ -363,7 +364,9 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
             best = (nll, solver.passes, solver.obj.clone(), solver.probe.clone())
     _, passes, obj, best_probe = best
     smooth, prior = None, start
-    leans = passes == 0 or schedule[passes - 1] > 0  # the chosen state still holds the network's slow phase
+    # the chosen state still holds the network's slow phase, or shares its slow phase with
+    # a probe refined beside it (a slow phase curvature fits the patterns in either)
+    leans = passes == 0 or schedule[passes - 1] > 0 or cfg.probe_refinement
     base = obj.numpy() if passes else fair_start  # made without the held-out patterns
     if leans and base is not None and cfg.refine_smooth_scale > 0:
         factor, smooth = large_scale_factor(amplitude, best_probe.numpy(), y, x, base, held, cfg)

@@ -271,3 +271,27 @@ def test_a_state_the_pull_held_gets_its_slow_phase_from_the_large_scale_fit():
     assert freed["phase_ssim"] > held["phase_ssim"] + 0.1, (held, freed)
     assert freed["amplitude_ssim"] > held["amplitude_ssim"] - 0.01, (held, freed)
     assert min(nll for _, nll in curve) < curve[0][1]
+
+
+def test_with_the_probe_refined_a_state_plain_passes_reached_gets_the_large_scale_fit_too():
+    """With the probe refined beside the object (an approximate probe), plain passes can
+    leave slow phase curvature in the probe rather than the object; the large-scale fit
+    then runs from the state they reached as well."""
+    spec = dataclasses.replace(TINY, rows=10, cols=10, step=9.0, nphotons=1e6)
+    sim = simulate_like(scan_from(canonicalise(simulate(spec), "t.npz")), 5)
+    probe = scale_probe(sim.probe.astype(np.complex128), sim.nphotons)
+    region = scanned_region(sim.x, sim.y)
+    flattened = (sim.obj * np.exp(-1j * _low_passed(np.angle(sim.obj), 8.0))).astype(np.complex64)
+
+    def refined(scale):
+        cfg = SolverConfig(refine_smooth_scale=scale, pulls=(), probe_refinement=True, batch_size=8,
+                           refine_batch_size=8)
+        solver, curve = refine(sim.amplitude, probe, sim.y, sim.x, flattened, cfg, 3)
+        assert curve[-1][2] < curve[0][2] and curve[-1][:2].tolist() == [3, 0.0]  # the plain passes won
+        return compare(solver.obj.numpy(), sim.obj, region), solver.smooth_curve
+
+    plain, _ = refined(0.0)
+    fitted, curve = refined(3.0)
+    assert fitted["phase_ssim"] > plain["phase_ssim"] + 0.05, (plain, fitted)
+    assert fitted["amplitude_ssim"] > plain["amplitude_ssim"] - 0.01, (plain, fitted)
+    assert min(nll for _, nll in curve) < curve[0][1]

@@ -63,7 +63,8 @@ def test_every_stage_after_the_baseline_reads_the_probed_scan(tmp_path):
     def command(script):
         return next(line for line in commands if f"python -m scripts.{script}" in line)
     assert "--test-data results/canonical/tiny.npz" in command("solve baseline")
-    assert command("solve baseline").split("--no-probe-refinement")[-1].count("--probe-refinement") == 1
+    for solve in ("solve baseline", "solve refined"):  # the probe is refined further in both
+        assert command(solve).split("--no-probe-refinement")[-1].count("--probe-refinement") == 1, solve
     assert "results/canonical/tiny.npz results/baseline/tiny.npz results/probed/tiny.npz" in command("probed")
     for script in ("train", "infer", "solve refined", "render --probe", "product", "evaluate results/refined"):
         assert "results/probed/tiny.npz" in command(script), script

@@ -122,6 +122,11 @@ def scan_file(dataset):
     return f"results/canonical/{dataset}.npz"
 
 
+def probe_refinement(wc):
+    """The solver's flag for a dataset whose file holds only an approximate probe."""
+    return "--probe-refinement" if dataset_settings(wc.dataset)["refine_probe"] else ""
+
+
 def training_data(model):
     """The datasets a model is trained on (default: the dataset of the same name)."""
     data = (config["models"].get(model) or {}).get("train_data") or model

@@ -21,11 +21,7 @@ rule baseline:
     params:
         flags=flags("baseline", "solver", "execution"),
         # a scan whose probe is approximate: the baseline refines it for every later stage
-        probe=lambda wc: (
-            "--probe-refinement"
-            if dataset_settings(wc.dataset)["refine_probe"]
-            else ""
-        ),
+        probe=probe_refinement,
     shell:
         "python -m scripts.solve baseline --test-data {input.data} --output {output} {params.flags}"
         " {params.probe} --threads {threads} 2> {log}"
@@ -65,6 +61,8 @@ rule refined:
         runtime=config["resources"]["train"]["runtime"],
     params:
         flags=flags("refined", "solver", "execution"),
+        # the baseline's probe is closer than the file's, not exact: refined further here
+        probe=probe_refinement,
     shell:
         "python -m scripts.solve refined --test-data {input.data} --init {input.init} --output {output}"
-        " {params.flags} --threads {threads} 2> {log}"
+        " {params.flags} {params.probe} --threads {threads} 2> {log}"
