@@ -80,8 +80,8 @@ class DatasetConfig:
                             "loss, from the model's weights) and reconstruct with the result "
                             "(results/adapt/NAME/); 0 = the model as it is", min=0, only=())
     refine_probe: bool = opt(False, "the file's probe is only approximate (an estimate, a blurred or older one): "
-                             "the baseline refines it, and the network, its reconstruction and the refinement "
-                             "use that refined probe (results/probed/NAME.npz)", only=())
+                             "the baseline refines it, the network and its reconstruction use that refined probe "
+                             "(results/probed/NAME.npz), and the refinement refines it further", only=())
 
 
 @dataclass
