@@ -221,17 +221,24 @@ def _low_passed(values, sigma):
     return _blurred(values, sigma).real
 
 
+def _without_slow_phase(step, nphotons):
+    """A 10 x 10 scan of a random object, its scaled probe and scanned region, and the
+    object with its slow phase (low-passed over 8 px) taken out."""
+    spec = dataclasses.replace(TINY, rows=10, cols=10, step=step, nphotons=nphotons)
+    sim = simulate_like(scan_from(canonicalise(simulate(spec), "t.npz")), 5)
+    probe = scale_probe(sim.probe.astype(np.complex128), sim.nphotons)
+    region = scanned_region(sim.x, sim.y)
+    flattened = (sim.obj * np.exp(-1j * _low_passed(np.angle(sim.obj), 8.0))).astype(np.complex64)
+    return sim, probe, region, flattened
+
+
 def test_the_large_scale_fit_restores_the_slow_phase_a_start_lacks():
     """A start with the object's fine detail but none of its slow phase (what the
     network's patches give at low overlap), at a dose where more passes only fit noise:
     the refinement keeps the start, and the large-scale fit, judged by held-out patterns
     the start was made without, puts the slow phase back; without the fit it stays
     lost. The truth as start stays as it is."""
-    spec = dataclasses.replace(TINY, rows=10, cols=10, step=6.0, nphotons=3e3)
-    sim = simulate_like(scan_from(canonicalise(simulate(spec), "t.npz")), 5)
-    probe = scale_probe(sim.probe.astype(np.complex128), sim.nphotons)
-    region = scanned_region(sim.x, sim.y)
-    flattened = (sim.obj * np.exp(-1j * _low_passed(np.angle(sim.obj), 8.0))).astype(np.complex64)
+    sim, probe, region, flattened = _without_slow_phase(step=6.0, nphotons=3e3)
 
     def refined(start, scale):
         cfg = SolverConfig(refine_smooth_scale=scale, batch_size=8, refine_batch_size=8)
@@ -250,48 +257,25 @@ def test_the_large_scale_fit_restores_the_slow_phase_a_start_lacks():
     assert kept["phase_ssim"] > 0.99 and kept["amplitude_ssim"] > 0.99, kept
 
 
-def test_a_state_the_pull_held_gets_its_slow_phase_from_the_large_scale_fit():
-    """At high dose the passes run, but a strong pull toward a start without the slow
-    phase holds the chosen state near it; the large-scale fit, run from that state
-    (made without the held-out patterns), frees the slow phase the pull held."""
-    spec = dataclasses.replace(TINY, rows=10, cols=10, step=6.0, nphotons=1e6)
-    sim = simulate_like(scan_from(canonicalise(simulate(spec), "t.npz")), 5)
-    probe = scale_probe(sim.probe.astype(np.complex128), sim.nphotons)
-    region = scanned_region(sim.x, sim.y)
-    flattened = (sim.obj * np.exp(-1j * _low_passed(np.angle(sim.obj), 8.0))).astype(np.complex64)
+@pytest.mark.parametrize("step, pulls, probe_refinement, gain", [(6.0, (16.0,), False, 0.1), (9.0, (), True, 0.05)],
+                         ids=["held by a pull", "plain passes, probe refined"])
+def test_a_state_the_passes_chose_gets_its_slow_phase_from_the_large_scale_fit(step, pulls, probe_refinement, gain):
+    """At high dose the passes run from a start without the slow phase. A strong pull
+    toward the start holds the chosen state near it; with the probe refined beside the
+    object (an approximate probe), plain passes leave part of the slow phase in the
+    probe. Either way the large-scale fit, run from the chosen state (made without the
+    held-out patterns), frees the slow phase."""
+    sim, probe, region, flattened = _without_slow_phase(step=step, nphotons=1e6)
 
     def refined(scale):
-        cfg = SolverConfig(refine_smooth_scale=scale, pulls=(16.0,), batch_size=8, refine_batch_size=8)
+        cfg = SolverConfig(refine_smooth_scale=scale, pulls=pulls, probe_refinement=probe_refinement, batch_size=8,
+                           refine_batch_size=8)
         solver, curve = refine(sim.amplitude, probe, sim.y, sim.x, flattened, cfg, 3)
-        assert curve[-1][2] < curve[0][2] and curve[-1][:2].tolist() == [3, 16.0]  # the pulled passes won
+        assert curve[-1][2] < curve[0][2] and curve[-1][:2].tolist() == [3, (*pulls, 0.0)[0]]  # the passes won
         return compare(solver.obj.numpy(), sim.obj, region), solver.smooth_curve
 
     held, _ = refined(0.0)
     freed, curve = refined(3.0)
-    assert freed["phase_ssim"] > held["phase_ssim"] + 0.1, (held, freed)
+    assert freed["phase_ssim"] > held["phase_ssim"] + gain, (held, freed)
     assert freed["amplitude_ssim"] > held["amplitude_ssim"] - 0.01, (held, freed)
-    assert min(nll for _, nll in curve) < curve[0][1]
-
-
-def test_with_the_probe_refined_a_state_plain_passes_reached_gets_the_large_scale_fit_too():
-    """With the probe refined beside the object (an approximate probe), plain passes can
-    leave slow phase curvature in the probe rather than the object; the large-scale fit
-    then runs from the state they reached as well."""
-    spec = dataclasses.replace(TINY, rows=10, cols=10, step=9.0, nphotons=1e6)
-    sim = simulate_like(scan_from(canonicalise(simulate(spec), "t.npz")), 5)
-    probe = scale_probe(sim.probe.astype(np.complex128), sim.nphotons)
-    region = scanned_region(sim.x, sim.y)
-    flattened = (sim.obj * np.exp(-1j * _low_passed(np.angle(sim.obj), 8.0))).astype(np.complex64)
-
-    def refined(scale):
-        cfg = SolverConfig(refine_smooth_scale=scale, pulls=(), probe_refinement=True, batch_size=8,
-                           refine_batch_size=8)
-        solver, curve = refine(sim.amplitude, probe, sim.y, sim.x, flattened, cfg, 3)
-        assert curve[-1][2] < curve[0][2] and curve[-1][:2].tolist() == [3, 0.0]  # the plain passes won
-        return compare(solver.obj.numpy(), sim.obj, region), solver.smooth_curve
-
-    plain, _ = refined(0.0)
-    fitted, curve = refined(3.0)
-    assert fitted["phase_ssim"] > plain["phase_ssim"] + 0.05, (plain, fitted)
-    assert fitted["amplitude_ssim"] > plain["amplitude_ssim"] - 0.01, (plain, fitted)
     assert min(nll for _, nll in curve) < curve[0][1]
