@@ -38,16 +38,18 @@ from ptycho_lib.training import train
 
 
 class EpochClock(Callback):
-    """Wall time of the data preparation (before the first epoch) and of each epoch."""
+    """Wall time of the data preparation (before the first epoch) and of each epoch, and
+    the patterns (group members) an epoch sees."""
 
     def __init__(self):
-        self.t0, self.starts, self.fit_start, self.fit_end = None, [], None, None
+        self.t0, self.starts, self.fit_start, self.fit_end, self.patterns = None, [], None, None, 0
 
     def on_fit_start(self, trainer, module):
         self.fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer, module):
         self.starts.append(time.perf_counter())
+        self.patterns = len(trainer.train_dataloader.dataset) * module.hparams.gridsize**2
 
     def on_fit_end(self, trainer, module):
         self.fit_end = time.perf_counter()
@@ -90,7 +92,6 @@ def main():
         info["gpu"] = torch.cuda.get_device_name(0)
     scans.print_machine(info)
     train_scans = [scan_from(canonicalise(read_npz(path), path)) for path in a.train]
-    patterns = sum(len(s.x) for s in train_scans) * (1 + a.simulated_scans / len(train_scans))
 
     _, clock, _ = run(train_scans, a.out / "probe", a.probe_epochs, a, accelerator)
     probe_epochs = clock.epochs()
@@ -103,6 +104,7 @@ def main():
     ckpt, clock, total = run(train_scans, a.out / "train", epochs, a, accelerator)
     times = clock.epochs()
     steady = sorted(times[1:] or times)[len(times[1:] or times) // 2]
+    patterns = clock.patterns
     bundle = a.out / "wts.h5.zip"
     export_checkpoint(ckpt, bundle)
     test = scan_from(canonicalise(read_npz(a.test), a.test))
@@ -111,13 +113,13 @@ def main():
     obj = reconstruct(net.to(accelerator), test, InferConfig(), accelerator).object
     score = compare(obj, test.obj, scanned_region(test.x, test.y))
     result = {"machine": info, "settings": {k: str(v) for k, v in vars(a).items()}, "epochs": epochs,
-              "train_patterns_per_epoch": int(patterns), "total_s": round(total, 1),
+              "patterns_per_epoch": patterns, "total_s": round(total, 1),
               "epoch_s_median": round(steady, 3), "epoch_s": [round(e, 3) for e in times],
               "patterns_per_s": round(patterns / steady), "probe_run": {"preparation_s": round(prep_s, 1),
                                                                         "epoch_s": [round(e, 3) for e in probe_epochs]},
               "reused_on_test": {k: round(float(score[k]), 4) for k in ("amplitude_ssim", "phase_ssim")}}
     (a.out / "pretrain.json").write_text(json.dumps(result, indent=1))
-    print(f"trained {epochs} epochs of {int(patterns)} patterns in {total:.1f} s: epoch {steady:.2f} s "
+    print(f"trained {epochs} epochs of {patterns} patterns in {total:.1f} s: epoch {steady:.2f} s "
           f"(median), {patterns / steady:.0f} patterns/s; reused on {a.test.name} as is: amplitude / phase SSIM "
           f"{result['reused_on_test']['amplitude_ssim']:.3f} / {result['reused_on_test']['phase_ssim']:.3f}; "
           f"wrote {bundle}", flush=True)
