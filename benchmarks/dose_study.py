@@ -7,8 +7,9 @@ doses from 1e3 to 1e7 photons per pattern and two overlaps.
 
 `refined` is the pipeline's refined stage: the network's reconstruction refined with a
 weakening pull toward it, the pull and the passes (up to --refine-iterations) chosen
-by the held-out patterns' Poisson NLL (its `passes`, `pull` and
-`heldout_nll_per_photon` are in the table); `refined_fixed` runs --refine-iterations
+by the held-out patterns' Poisson NLL (its `passes`, `pull`,
+`heldout_nll_per_photon`, the large-scale fit's `large_scale_passes` and the chosen
+`blur_px` are in the table); `refined_fixed` runs --refine-iterations
 plain passes from the network's reconstruction, as the stage once did. Every method
 also gets `nll_per_photon`, the Poisson NLL of all patterns under its object (no ground
 truth needed; the solvers fitted these patterns, so it favours them at low dose), and
@@ -104,15 +105,17 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings:
     row["refined"] = {**_scores(solver.obj.numpy(), scan, probe, region), "wall_s": seconds,
                       "passes": solver.passes, "pull": float(curve[best, 1]) if best else "start",
                       "heldout_nll_per_photon": float(curve[best, 2]),
-                      "large_scale_passes": _chosen(solver.smooth_curve)}
+                      "large_scale_passes": _chosen(solver.smooth_curve),
+                      "blur_px": _chosen(solver.resolution_curve)}
     for method in row:
         row[method]["speedup"] = row["baseline"]["wall_s"] / row[method]["wall_s"]
     return row, curve
 
 
-def _chosen(curve) -> int:
-    """The passes of the large-scale fit the refinement kept (0 when off)."""
-    return int(curve[int(np.argmin([nll for _, nll in curve]))][0]) if curve else 0
+def _chosen(curve) -> float:
+    """The first column of a (value, NLL) curve's lowest row: the passes of the
+    large-scale fit, or the blur, the refinement kept (0 when off)."""
+    return float(curve[int(np.argmin([nll for _, nll in curve]))][0]) if curve else 0
 
 
 def _scores(obj, scan, probe, region):

@@ -190,6 +190,10 @@ class SolverConfig:
     refine_smooth_momentum: float = opt(0.7, "refinement: momentum of that fit's passes (a smooth factor has no "
                                         "fine-detail noise for momentum to amplify; the held-out patterns catch "
                                         "an overshoot)", min=0.0, max=0.99, only=("refined",))
+    refine_resolution_scales: tuple = opt((0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0), "refinement: widths (pixels) of "
+                                          "the Gaussian blurs of the result the held-out patterns choose among (0 = "
+                                          "none; [0] = off): at low dose the finest detail is mostly noise",
+                                          type=float, min=0.0, nargs="+", only=("refined",))
     momentum: float = opt(0.0, "baseline: decay per pass of the momentum on the object's smooth change (0 = "
                           "none; 0.9 converges the large-scale phase in far fewer passes at high dose, but fits "
                           "noise sooner at low dose)", min=0.0, max=0.99, only=("baseline",))

@@ -199,10 +199,7 @@ class Solver:
         now (after each pass its ratio to it is low-passed by a Gaussian of `sigma`
         pixels and keeps its phase): the fine detail and the amplitude stay, the slow
         phase follows the data."""
-        h, w = self.obj.shape
-        fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-        low = torch.from_numpy(np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)).astype(np.float32))
-        self.frozen = (self.obj.clone(), self.obj.abs().square(), low)
+        self.frozen = (self.obj.clone(), self.obj.abs().square(), low_pass(self.obj.shape, sigma))
 
     def smooth_factor(self) -> torch.Tensor:
         """The smooth phase factor by which the object differs from where
@@ -221,10 +218,7 @@ class Solver:
         phase across the scan slowly; this speeds that up without amplifying the
         noise in the fine detail (docs/benchmarks.md)."""
         if self.velocity is None:
-            h, w = self.obj.shape
-            fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-            sigma = self.cfg.momentum_scale
-            self.smooth = torch.from_numpy(np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)).astype(np.float32))
+            self.smooth = low_pass(self.obj.shape, self.cfg.momentum_scale)
             cov = self.coverage()
             self.lit_mask = torch.from_numpy(lit(cov).astype(np.float32))
             self.velocity = torch.zeros_like(self.obj)
@@ -367,12 +361,46 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     # the chosen state still holds the network's slow phase, or shares its slow phase with
     # a probe refined beside it (a slow phase curvature fits the patterns in either)
     leans = passes == 0 or schedule[passes - 1] > 0 or cfg.probe_refinement
-    base = obj.numpy() if passes else fair_start  # made without the held-out patterns
-    if leans and base is not None and cfg.refine_smooth_scale > 0:
-        factor, smooth = large_scale_factor(amplitude, best_probe.numpy(), y, x, base, held, cfg)
-        obj, prior = obj * torch.from_numpy(factor), start * factor
+    fair = obj.numpy() if passes else fair_start  # the chosen state, made without the held-out patterns
+    if leans and fair is not None and cfg.refine_smooth_scale > 0:
+        factor, smooth = large_scale_factor(amplitude, best_probe.numpy(), y, x, fair, held, cfg)
+        obj, prior, fair = obj * torch.from_numpy(factor), start * factor, fair * factor
     final = Solver(amplitude, best_probe.numpy(), y, x, obj.numpy(), cfg, prior=prior)
     final.history, final.passes, final.smooth_curve = solver.history[:passes], passes, smooth
     if passes:
         final.run(1, pull=schedule[passes - 1])
+    final.resolution_curve = None
+    if fair is not None and any(cfg.refine_resolution_scales):
+        sigma, final.resolution_curve = supported_resolution(fair, best_probe, amplitude[held], y[held], x[held],
+                                                             cfg.refine_resolution_scales)
+        if sigma:
+            final.obj = low_passed(final.obj, sigma)
     return final, np.array(curve)
+
+
+def low_pass(shape, sigma: float) -> torch.Tensor:
+    """Transfer function of a Gaussian of `sigma` pixels on an FFT grid of `shape`."""
+    fy, fx = np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :]
+    return torch.from_numpy(np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2)).astype(np.float32))
+
+
+def low_passed(obj: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The complex object blurred by a Gaussian of `sigma` pixels."""
+    return torch.fft.ifft2(torch.fft.fft2(obj) * low_pass(obj.shape, sigma)).to(obj.dtype)
+
+
+def supported_resolution(fair: np.ndarray, probe, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray,
+                         scales) -> tuple[float, list]:
+    """The Gaussian blur (one of `scales`, pixels; 0 = none) of an object made without
+    the given (held-out) patterns under which it predicts them best: at low dose the
+    finest detail of a reconstruction is mostly noise, and the held-out patterns say
+    how fine a detail the data support. The widths are tried from the narrowest up,
+    until one predicts worse than the one before. Returns the width and the (width,
+    NLL) curve."""
+    obj = torch.as_tensor(fair, dtype=torch.complex64)
+    curve = []
+    for s in sorted(scales):
+        curve.append((s, pattern_nll(low_passed(obj, s) if s else obj, probe, amplitude, y, x)))
+        if len(curve) > 1 and curve[-1][1] > curve[-2][1]:
+            break
+    return min(curve, key=lambda c: c[1])[0], curve

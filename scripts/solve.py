@@ -90,6 +90,8 @@ def main(argv):
         passes = solver.passes
         if solver.smooth_curve:
             extra["large_scale_nll"] = np.array(solver.smooth_curve)
+        if solver.resolution_curve:
+            extra["resolution_nll"] = np.array(solver.resolution_curve)
     else:
         solver = Solver(scan.measured, probe, y, x, start, solver_cfg if init is None else solver_cfg.refining())
         solver.run(passes)

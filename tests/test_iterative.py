@@ -279,3 +279,28 @@ def test_a_state_the_passes_chose_gets_its_slow_phase_from_the_large_scale_fit(s
     assert freed["phase_ssim"] > held["phase_ssim"] + gain, (held, freed)
     assert freed["amplitude_ssim"] > held["amplitude_ssim"] - 0.01, (held, freed)
     assert min(nll for _, nll in curve) < curve[0][1]
+
+
+def test_the_held_out_patterns_choose_how_far_to_blur_a_noisy_result():
+    """At low dose a start whose fine detail is noise is blurred as far as the held-out
+    patterns ask, which brings it closer to the truth; at high dose the truth itself is
+    left sharp."""
+    def refined(nphotons, start_of, scales):
+        sim, probe, region, _ = _without_slow_phase(step=6.0, nphotons=nphotons)
+        start = start_of(sim.obj).astype(np.complex64)
+        cfg = SolverConfig(refine_resolution_scales=scales, refine_smooth_scale=0.0, batch_size=8,
+                           refine_batch_size=8)
+        solver, _ = refine(sim.amplitude, probe, sim.y, sim.x, start, cfg, 6, fair_start=start)
+        return compare(solver.obj.numpy(), sim.obj, region), solver.resolution_curve
+
+    def noisy(obj):
+        rng = np.random.default_rng(0)
+        return obj + 0.3 * (rng.standard_normal(obj.shape) + 1j * rng.standard_normal(obj.shape))
+
+    sharp, _ = refined(1e3, noisy, (0.0,))
+    blurred, curve = refined(1e3, noisy, SolverConfig.refine_resolution_scales)
+    chosen = min(curve, key=lambda c: c[1])[0]
+    assert chosen > 0 and blurred["phase_ssim"] > sharp["phase_ssim"] + 0.05, (sharp, blurred, curve)
+    assert blurred["amplitude_ssim"] > sharp["amplitude_ssim"] + 0.05, (sharp, blurred, curve)
+    kept, curve = refined(1e6, lambda obj: obj, SolverConfig.refine_resolution_scales)
+    assert min(curve, key=lambda c: c[1])[0] == 0 and kept["phase_ssim"] > 0.99, (kept, curve)
