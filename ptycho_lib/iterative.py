@@ -332,9 +332,12 @@ def refine(amplitude: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarra
     further than the pull let them (plain passes move it themselves, unless a probe
     refined beside the object takes up part of it). A state the passes reached then
     gets one more pass over all patterns with the pull it had, toward the start times
-    that factor. Returns the finished solver (its `passes` counts those runs, its
-    `smooth_curve` the large-scale fit's (passes, NLL) checks or None) and the (passes,
-    pull, NLL per photon) curve. Reads nothing but the patterns and the starts.
+    that factor. Last, the result is blurred by the width supported_resolution picks
+    among cfg.refine_resolution_scales, judged from the same state made without the
+    held-out patterns. Returns the finished solver (its `passes` counts those runs, its
+    `smooth_curve` the large-scale fit's (passes, NLL) checks or None, its
+    `resolution_curve` the (width, NLL) checks or None) and the (passes, pull, NLL per
+    photon) curve. Reads nothing but the patterns and the starts.
     on_check(solver) is called at each check (to watch the path)."""
     cfg = cfg.refining()
     held = spread_subset(len(amplitude), cfg.holdout_fraction)
