@@ -112,10 +112,10 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings:
     return row, curve
 
 
-def _chosen(curve) -> float:
+def _chosen(curve):
     """The first column of a (value, NLL) curve's lowest row: the passes of the
     large-scale fit, or the blur, the refinement kept (0 when off)."""
-    return float(curve[int(np.argmin([nll for _, nll in curve]))][0]) if curve else 0
+    return min(curve, key=lambda c: c[1])[0] if curve else 0
 
 
 def _scores(obj, scan, probe, region):

@@ -51,16 +51,16 @@ def parser(method: str) -> argparse.ArgumentParser:
 def unseen_start(rec: Reconstruction, m: int, cfg: config.SolverConfig) -> np.ndarray | None:
     """The network's object stitched without the patterns the refinement holds out (the
     large-scale fit is judged by them), when the reconstruction has it for exactly
-    those; else None, and the large-scale fit is skipped when the start itself is kept
-    (with a warning when it is on)."""
+    those; else None, and when the start itself is kept the large-scale fit and the
+    choice of blur are skipped (with a warning when either is on)."""
     held = spread_subset(m, cfg.holdout_fraction) if cfg.holdout_fraction > 0 else None
     unseen = rec.extra.get("unseen_patterns")
     if held is not None and unseen is not None and np.array_equal(unseen, held):
         return np.where(np.abs(rec.extra["object_unseen"]) > 0, rec.extra["object_unseen"], 1).astype(np.complex64)
-    if cfg.refine_smooth_scale > 0 and held is not None:
+    if (cfg.refine_smooth_scale > 0 or any(cfg.refine_resolution_scales)) and held is not None:
         print("warning: the reconstruction was not also stitched without the held-out patterns (infer "
-              "--holdout-fraction); if the refinement keeps the start, its large-scale fit is skipped",
-              file=sys.stderr)
+              "--holdout-fraction); if the refinement keeps the start, its large-scale fit and choice of blur "
+              "are skipped", file=sys.stderr)
     return None
 
 
