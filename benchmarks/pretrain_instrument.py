@@ -59,13 +59,46 @@ class EpochClock(Callback):
         return [e - s for s, e in zip(self.starts, ends)]
 
 
-def run(train_scans, out: Path, epochs: int, a, accelerator: str) -> tuple[Path, EpochClock, float]:
+class ReuseScore(Callback):
+    """Every `every` epochs (after the batch-norm refresh), the network as it stands
+    reconstructs `test`, a scan it never sees, scored against its objectGuess: how the
+    transfer grows with training. Stops the training once `stop_s` have passed since
+    the first epoch started, so a slower epoch than the timing run's cannot overrun
+    the machine's lease (the bundle is then that epoch's)."""
+
+    def __init__(self, test, every: int, stop_s: float):
+        self.test, self.every, self.stop_s, self.rows, self.t0 = test, every, stop_s, [], None
+
+    def on_train_epoch_start(self, trainer, module):
+        self.t0 = self.t0 or time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        from ptycho_lib.reconstruct import reconstruct
+
+        epoch, elapsed = trainer.current_epoch + 1, time.perf_counter() - self.t0
+        if elapsed > self.stop_s:
+            trainer.should_stop = True
+            print(f"stopped after epoch {epoch}: {elapsed:.0f} s", flush=True)
+        if epoch % self.every and epoch != trainer.max_epochs:
+            return
+        module.eval()
+        obj = reconstruct(module.net, self.test, InferConfig(), str(module.device)).object
+        module.train()
+        s = compare(obj, self.test.obj, scanned_region(self.test.x, self.test.y))
+        self.rows.append({"epoch": epoch, "s": round(elapsed, 1), "amplitude_ssim": round(float(s["amplitude_ssim"]), 4),
+                          "phase_ssim": round(float(s["phase_ssim"]), 4)})
+        print(f"  epoch {epoch:4d} {elapsed:7.1f} s: reused on the test scan, amplitude / phase SSIM "
+              f"{s['amplitude_ssim']:.3f} / {s['phase_ssim']:.3f}", flush=True)
+
+
+def run(train_scans, out: Path, epochs: int, a, accelerator: str, simulated: int, deterministic: bool,
+        extra=()) -> tuple[Path, EpochClock, float]:
     clock = EpochClock()
     clock.t0 = t = time.perf_counter()
-    ckpt = train(train_scans, None, out, DataConfig(simulated_scans=a.simulated_scans), ModelConfig(),
+    ckpt = train(train_scans, None, out, DataConfig(simulated_scans=simulated), ModelConfig(),
                  TrainConfig(max_epochs=epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
-                             deterministic=a.deterministic, logger="none"),
-                 ExecConfig(accelerator=accelerator, threads=a.threads, quiet=True), callbacks=(clock,))
+                             deterministic=deterministic, logger="none"),
+                 ExecConfig(accelerator=accelerator, threads=a.threads, quiet=True), callbacks=(clock, *extra))
     return ckpt, clock, time.perf_counter() - t
 
 
@@ -79,7 +112,9 @@ def main():
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--budget-s", type=float, default=300, help="wall time for the epochs of the second run")
     p.add_argument("--probe-epochs", type=int, default=2)
-    p.add_argument("--min-epochs", type=int, default=10)
+    p.add_argument("--probe-scans", type=int, default=4,
+                   help="simulated scans of the timing run (an epoch's time then scales with the groups)")
+    p.add_argument("--score-every", type=int, default=5, help="epochs between scores of the reuse on --test")
     p.add_argument("--max-epochs", type=int, default=1000)
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--accelerator", default="auto")
@@ -93,21 +128,33 @@ def main():
     scans.print_machine(info)
     train_scans = [scan_from(canonicalise(read_npz(path), path)) for path in a.train]
 
-    _, clock, _ = run(train_scans, a.out / "probe", a.probe_epochs, a, accelerator)
-    probe_epochs = clock.epochs()
-    epoch_s = min(probe_epochs[1:] or probe_epochs)
-    prep_s = clock.fit_start - clock.t0
-    epochs = max(a.min_epochs, min(a.max_epochs, int(a.budget_s / epoch_s)))
-    print(f"timing run: preparation {prep_s:.1f} s, epochs {' '.join(f'{e:.1f}' for e in probe_epochs)} s "
-          f"-> {epochs} epochs in the budget of {a.budget_s:.0f} s", flush=True)
-
-    ckpt, clock, total = run(train_scans, a.out / "train", epochs, a, accelerator)
+    timing = {}
+    for deterministic in dict.fromkeys((a.deterministic, not a.deterministic)):
+        _, clock, _ = run(train_scans, a.out / f"probe{int(deterministic)}", a.probe_epochs, a, accelerator,
+                          a.probe_scans, deterministic)
+        probe_epochs = clock.epochs()
+        timing[deterministic] = {"preparation_s": round(clock.fit_start - clock.t0, 1),
+                                 "epoch_s": [round(e, 3) for e in probe_epochs],
+                                 "patterns_per_s": round(clock.patterns / min(probe_epochs[1:] or probe_epochs))}
+        print(f"timing run ({a.probe_scans} simulated scans, deterministic={deterministic}): "
+              f"preparation {timing[deterministic]['preparation_s']} s, epochs "
+              f"{' '.join(f'{e:.2f}' for e in probe_epochs)} s, {timing[deterministic]['patterns_per_s']} patterns/s",
+              flush=True)
+    # an epoch's time scales with its groups: every scan has as many as positions
+    groups = (len(train_scans) + a.simulated_scans) / (len(train_scans) + a.probe_scans)
+    epoch_s = timing[a.deterministic]["epoch_s"]
+    epoch_s = min(epoch_s[1:] or epoch_s) * groups
+    epochs = max(1, min(a.max_epochs, int(a.budget_s / epoch_s)))
+    print(f"-> {epochs} epochs of ~{epoch_s:.1f} s in the budget of {a.budget_s:.0f} s", flush=True)
+    test = scan_from(canonicalise(read_npz(a.test), a.test))
+    reuse = ReuseScore(test, a.score_every, 1.2 * a.budget_s)
+    ckpt, clock, total = run(train_scans, a.out / "train", epochs, a, accelerator, a.simulated_scans,
+                             a.deterministic, (reuse,))
     times = clock.epochs()
     steady = sorted(times[1:] or times)[len(times[1:] or times) // 2]
     patterns = clock.patterns
     bundle = a.out / "wts.h5.zip"
     export_checkpoint(ckpt, bundle)
-    test = scan_from(canonicalise(read_npz(a.test), a.test))
     net, _ = load_network(bundle, n=test.n)
     from ptycho_lib.reconstruct import reconstruct  # after the training: its device is settled
     obj = reconstruct(net.to(accelerator), test, InferConfig(), accelerator).object
@@ -115,8 +162,8 @@ def main():
     result = {"machine": info, "settings": {k: str(v) for k, v in vars(a).items()}, "epochs": epochs,
               "patterns_per_epoch": patterns, "total_s": round(total, 1),
               "epoch_s_median": round(steady, 3), "epoch_s": [round(e, 3) for e in times],
-              "patterns_per_s": round(patterns / steady), "probe_run": {"preparation_s": round(prep_s, 1),
-                                                                        "epoch_s": [round(e, 3) for e in probe_epochs]},
+              "patterns_per_s": round(patterns / steady), "timing_runs": {str(k): v for k, v in timing.items()},
+              "reuse_by_epoch": reuse.rows,
               "reused_on_test": {k: round(float(score[k]), 4) for k in ("amplitude_ssim", "phase_ssim")}}
     (a.out / "pretrain.json").write_text(json.dumps(result, indent=1))
     print(f"trained {epochs} epochs of {patterns} patterns in {total:.1f} s: epoch {steady:.2f} s "

@@ -79,9 +79,19 @@ class GroupDataset(Dataset):
 class ScansDataset(ConcatDataset):
     """The groups of several scans' GroupDatasets, trained on together (a group never
     mixes scans). The DataLoader fetches whole batches (__getitems__; collate_fn
-    as_batch), in the order of the indices."""
+    as_batch), in the order of the indices. Moved to a GPU (`to`), the scans' fields are
+    joined into one table each, so a batch is four gathers however many scans it
+    draws from (scan by scan, a batch of 65 scans took 40 ms of small copies)."""
+
+    joined = None
 
     def __getitems__(self, indices) -> list[torch.Tensor]:
+        if self.joined is not None:
+            t = self.joined
+            i = torch.as_tensor(indices, device=t["groups"].device)
+            g = t["groups"][i]
+            pos = t["pos"][g]
+            return [t["inputs"][g], t["counts"][g], (pos - pos.mean(1, keepdim=True)).float(), t["scan"][i]]
         indices = torch.as_tensor(indices)
         which = torch.bucketize(indices, torch.tensor(self.cumulative_sizes), right=True)
         batch = None
@@ -94,11 +104,26 @@ class ScansDataset(ConcatDataset):
                 whole.index_copy_(0, rows, f)
         return batch
 
-    @property
-    def inputs(self) -> torch.Tensor:
-        if len(self.datasets) == 1:  # no copy of a measured scan's inputs
-            return self.datasets[0].inputs
-        return torch.cat([d.inputs for d in self.datasets])
+    def spread_inputs(self, count: int) -> torch.Tensor:
+        """The network inputs of `count` patterns spread evenly through every scan's."""
+        sizes = torch.tensor([len(d.inputs) for d in self.datasets])
+        picks = torch.linspace(0, int(sizes.sum()) - 1, min(count, int(sizes.sum()))).round().long()
+        which = torch.bucketize(picks, sizes.cumsum(0), right=True)
+        starts = sizes.cumsum(0) - sizes
+        return torch.cat([self.datasets[d].inputs[picks[which == d] - starts[d]] for d in which.unique().tolist()])
+
+    def to(self, device) -> ScansDataset:
+        """Joins the scans' fields into one table each in `device`'s memory."""
+        sets = self.datasets
+        starts = np.cumsum([0] + [len(d.inputs) for d in sets[:-1]])
+        self.joined = {name: torch.cat([getattr(d, name).to(device) for d in sets])
+                       for name in ("inputs", "counts", "pos")}
+        self.joined["groups"] = torch.cat([d.groups.to(device) + int(k) for d, k in zip(sets, starts)])
+        self.joined["scan"] = torch.cat([torch.full((len(d),), d.scan_index, device=device) for d in sets])
+        return self
+
+    def nbytes(self) -> int:
+        return sum(t.nbytes for d in self.datasets for t in (d.inputs, d.counts, d.pos, d.groups))
 
 
 def as_batch(batch):

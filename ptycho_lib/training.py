@@ -63,9 +63,10 @@ class PreciseBatchNorm(Callback):
     hundred patterns give each channel's mean and variance from ~10^5 pixels; all of a
     scan's would make the refresh a tenth of the epoch."""
 
-    def __init__(self, patterns: torch.Tensor, batch_size: int, sample: int = 256):
-        picks = torch.linspace(0, len(patterns) - 1, min(sample, len(patterns))).round().long()
-        self.patterns, self.batch_size, self.epoch = patterns[picks], batch_size, None
+    sample = 256
+
+    def __init__(self, train_set: ScansDataset, batch_size: int):
+        self.patterns, self.batch_size, self.epoch = train_set.spread_inputs(self.sample), batch_size, None
 
     def refresh(self, trainer, module) -> None:
         if self.epoch == trainer.current_epoch:
@@ -93,6 +94,24 @@ class PreciseBatchNorm(Callback):
 
     def on_train_epoch_end(self, trainer, module):  # runs after validation, before the checkpoints
         self.refresh(trainer, module)
+
+
+class DataOnDevice(Callback):
+    """Keeps the training and validation sets in the GPU's memory when they fit in a
+    quarter of what is free, so each batch is gathered there: copied from host memory
+    group by group, the batches of a large set took longer than the GPU's steps. Only
+    without loader workers (a worker process cannot hand out CUDA tensors)."""
+
+    def __init__(self, *sets: ScansDataset | None):
+        self.sets = [s for s in sets if s is not None]
+
+    def on_fit_start(self, trainer, module):
+        if module.device.type != "cuda":
+            return
+        free, _ = torch.cuda.mem_get_info(module.device)
+        if sum(s.nbytes() for s in self.sets) < free / 4:
+            for s in self.sets:
+                s.to(module.device)
 
 
 def schedule(cfg: TrainConfig) -> dict:
@@ -172,7 +191,8 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
             sync_batchnorm=execution.devices * execution.nodes > 1 and accelerator == "cuda",
             strategy=runtime.strategy(execution), accumulate_grad_batches=train_cfg.accumulate_grad_batches,
             deterministic=train_cfg.deterministic, logger=runtime.make_logger(train_cfg.logger, work, out_dir.name),
-            callbacks=[PreciseBatchNorm(train_set.inputs, train_cfg.batch_size * data.gridsize**2),
+            callbacks=[PreciseBatchNorm(train_set, train_cfg.batch_size * data.gridsize**2),
+                       *([DataOnDevice(train_set, val_set)] if not execution.num_workers else []),
                        ModelCheckpoint(dirpath=work, filename="last", save_top_k=1, monitor=None),
                        *runtime.callbacks(train_cfg, work), *callbacks],
             enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,

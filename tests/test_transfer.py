@@ -60,8 +60,14 @@ def test_the_loader_hands_out_the_shuffled_groups_of_every_scan_as_whole_batches
     loader, _ = make_loaders(train_set, None, TrainConfig(batch_size=5), ExecConfig())
     order = list(iter(loader.sampler))
     assert len({train_set[i][3] for i in order[:5]}) > 1  # a batch that spans scans
-    for b, batch in enumerate(loader):  # as if fetched one group at a time
-        for field, stacked in zip(batch, default_collate([train_set[i] for i in order[5 * b:5 * b + 5]])):
+    one_by_one = [default_collate([train_set[i] for i in order[5 * b:5 * b + 5]]) for b in range(len(loader))]
+    for batch, expected in zip(loader, one_by_one):
+        for field, stacked in zip(batch, expected):
+            assert torch.equal(field, stacked)
+    train_set.to("cpu")  # the scans joined into one table each, as on a GPU
+    assert train_set.joined is not None
+    for batch, expected in zip(loader, one_by_one):
+        for field, stacked in zip(batch, expected):
             assert torch.equal(field, stacked)
 
 
