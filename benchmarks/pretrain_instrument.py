@@ -1,18 +1,21 @@
 """Pretrain the model of an instrument setting on many simulated objects, within a time budget.
 
-    python benchmarks/pretrain_instrument.py --simulated-scans 128 --batch-size 64 --budget-s 300 \
+    python benchmarks/pretrain_instrument.py --simulated-scans 64 --batch-size 128 --budget-s 170 \
         --out results/instrument/fly001                      # on a GPU
-    python benchmarks/pretrain_instrument.py --simulated-scans 2 --budget-s 20 --threads 2   # a CPU try
+    python benchmarks/pretrain_instrument.py --simulated-scans 2 --probe-scans 1 --budget-s 20 --threads 2  # CPU
 
 The model of the instrument setting is trained with the library's trainer (the `train`
 stage's code path) on --train plus --simulated-scans random-object scans made with
-their probe, positions and dose. A first run of --probe-epochs epochs times the data
-preparation and an epoch (the first epoch, with its warm-up, is left out); the second
-run takes as many epochs as fit in --budget-s (the cosine schedule spans them all).
-The bundle is exported to OUT/wts.h5.zip, reloaded, and --test (a scan the model never
-saw) reconstructed with it as is and scored against its objectGuess on the `evaluate`
-stage's footing. `generalisation.py --instrument-bundle OUT/wts.h5.zip` then adapts it
-on the CPU. Prints the machine, the throughput and the score; writes OUT/pretrain.json.
+their probe, positions and dose. Two timing runs of --probe-epochs epochs on
+--probe-scans simulated scans, with and without deterministic algorithms, give the
+patterns per second; the epoch of the full set is scaled from them (it grows with the
+groups), and the training takes as many epochs as fit in --budget-s (the cosine
+schedule spans them all; it stops after 1.2 x the budget whatever the estimate).
+Every --score-every epochs the network as it stands reconstructs --test (a scan it
+never saw), scored against its objectGuess on the `evaluate` stage's footing. The
+bundle is exported to OUT/wts.h5.zip and scored the same way; `generalisation.py
+--instrument-bundle OUT/wts.h5.zip` then adapts it on the CPU. Prints the machine, the
+throughput and the scores; writes OUT/pretrain.json.
 """
 
 from __future__ import annotations
