@@ -132,7 +132,7 @@ def main():
     train_scans = [scan_from(canonicalise(read_npz(path), path)) for path in a.train]
 
     timing = {}
-    for deterministic in dict.fromkeys((a.deterministic, not a.deterministic)):
+    for deterministic in (a.deterministic, not a.deterministic):
         _, clock, _ = run(train_scans, a.out / f"probe{int(deterministic)}", a.probe_epochs, a, accelerator,
                           a.probe_scans, deterministic)
         probe_epochs = clock.epochs()
