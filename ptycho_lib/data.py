@@ -71,9 +71,14 @@ class GroupDataset(Dataset):
         """The items `indices` as one batch, each field gathered in one indexing
         operation (item by item, the loader's small copies outlast a GPU's step)."""
         g = self.groups[torch.as_tensor(indices)]
-        pos = self.pos[g]
-        return [self.inputs[g], self.counts[g], (pos - pos.mean(1, keepdim=True)).float(),
-                torch.full((len(g),), self.scan_index)]
+        return [*gathered(self.inputs, self.counts, self.pos, g), torch.full((len(g),), self.scan_index)]
+
+
+def gathered(inputs: torch.Tensor, counts: torch.Tensor, pos: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
+    """The inputs, counts and offsets from the group centre (pixels) of groups `g`
+    (rows of pattern indices), one indexing operation per field."""
+    p = pos[g]
+    return [inputs[g], counts[g], (p - p.mean(1, keepdim=True)).float()]
 
 
 class ScansDataset(ConcatDataset):
@@ -89,9 +94,7 @@ class ScansDataset(ConcatDataset):
         if self.joined is not None:
             t = self.joined
             i = torch.as_tensor(indices, device=t["groups"].device)
-            g = t["groups"][i]
-            pos = t["pos"][g]
-            return [t["inputs"][g], t["counts"][g], (pos - pos.mean(1, keepdim=True)).float(), t["scan"][i]]
+            return [*gathered(t["inputs"], t["counts"], t["pos"], t["groups"][i]), t["scan"][i]]
         indices = torch.as_tensor(indices)
         which = torch.bucketize(indices, torch.tensor(self.cumulative_sizes), right=True)
         batch = None
