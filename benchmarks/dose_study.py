@@ -62,7 +62,7 @@ def simulated_scan(spec: ScanSpec):
 
 
 def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings: SolverConfig, work: Path,
-             on_check=None) -> tuple[dict, np.ndarray]:
+             on_check=None, infer: InferConfig = InferConfig()) -> tuple[dict, np.ndarray]:
     """The methods' scores on one simulated scan, and the refinement's curve (passes,
     pull, held-out NLL per check). on_check(solver, scan, region) is called at each of
     the refinement's checks (benchmarks/refine_paths.py scores the path with it)."""
@@ -80,7 +80,7 @@ def run_case(spec: ScanSpec, gridsize: int, epochs: int, monitor: str, settings:
     net, _ = load_network(bundle, n=scan.n)
     t = time.perf_counter()
     held = spread_subset(len(scan.x), settings.holdout_fraction)
-    rec = reconstruct(net, scan, InferConfig(), "cpu", unseen=held)  # as the recon stage makes it
+    rec = reconstruct(net, scan, infer, "cpu", unseen=held)  # as the recon stage makes it
     pinn = rec.object
     row["recon"] = {**_scores(pinn, scan, probe, region), "wall_s": time.perf_counter() - t, "train_s": train_s}
 
@@ -174,6 +174,8 @@ def main():
                    help="keep each case's trained network here and reuse it when a later run finds it "
                         "(same step, dose, gridsize, epochs and monitor; its training time is the first run's)")
     p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")
+    p.add_argument("--centroid-phase", type=float, default=InferConfig.centroid_phase,
+                   help="the recon stage's infer.centroid_phase (0: the network's object as stitched)")
     a = p.parse_args()
     if len(a.gridsize) == 1:
         a.gridsize = a.gridsize * len(a.steps)
@@ -196,7 +198,8 @@ def main():
             with tempfile.TemporaryDirectory() as scratch:
                 work = Path(scratch) if a.networks is None else a.networks / case
                 work.mkdir(parents=True, exist_ok=True)
-                result, _ = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, settings, work)
+                result, _ = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, settings, work,
+                                     infer=InferConfig(centroid_phase=a.centroid_phase))
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +

@@ -20,6 +20,9 @@ library's trainer and the `train` stage's defaults unless said otherwise:
   --margin of it are known;
 - `refined`: every network reconstruction refined as the `refined` stage does (the
   pull and passes chosen by held-out patterns).
+Each network row scores the `infer` stage's object (with the slow phase from the
+patterns' centroids, infer.centroid_phase) and, beside it, the same stitched without
+that correction (the network's output before it existed).
 Scores are against --test's objectGuess on the `evaluate` stage's footing. Times:
 training or adaptation, reconstruction, refinement, and `raw_to_refined` (adaptation +
 reconstruction + refinement; the reused model is already trained). Prints the machine
@@ -81,6 +84,7 @@ class Study:
         t = time.perf_counter()
         obj = reconstruct(net, self.test, InferConfig(), "cpu").object
         recon_s = time.perf_counter() - t
+        stitched = reconstruct(net, self.test, InferConfig(centroid_phase=0.0), "cpu").object
         t = time.perf_counter()
         start = np.where(np.abs(obj) > 0, obj, 1)
         solver, _ = refine(self.test.amplitude, self.probe, self.test.y, self.test.x, start, SolverConfig(),
@@ -89,13 +93,14 @@ class Study:
         # a reused model's training was done once, before; an adaptation is part of this scan's time
         raw_to_refined = (fit_s if info.get("adapted_epochs") else 0.0) + recon_s + refine_s
         row = {**info, "fit_s": round(fit_s, 1), "recon_s": round(recon_s, 1), "network": self.score(obj),
+               "network_without_centroids": self.score(stitched),
                "refine_s": round(refine_s, 1), "refine_passes": solver.passes,
                "refined": self.score(solver.obj.numpy()), "raw_to_refined_s": round(raw_to_refined, 1)}
         self.rows[name] = row
-        print(f"{name:28s} fit {fit_s:6.1f} s  network {row['network']['amplitude_ssim']:.3f} / "
-              f"{row['network']['phase_ssim']:.3f}  refined {row['refined']['amplitude_ssim']:.3f} / "
-              f"{row['refined']['phase_ssim']:.3f} ({solver.passes} passes, {refine_s:.1f} s)  "
-              f"raw to refined {row['raw_to_refined_s']:.1f} s", flush=True)
+        pair = lambda key: f"{row[key]['amplitude_ssim']:.3f} / {row[key]['phase_ssim']:.3f}"  # noqa: E731
+        print(f"{name:28s} fit {fit_s:6.1f} s  network {pair('network')} (without the centroids' slow phase "
+              f"{pair('network_without_centroids')})  refined {pair('refined')} ({solver.passes} passes, "
+              f"{refine_s:.1f} s)  raw to refined {row['raw_to_refined_s']:.1f} s", flush=True)
 
     def baseline(self, iterations: int) -> None:
         """ePIE from a flat object; scored every 5 passes with the clock stopped."""
@@ -128,6 +133,8 @@ def main():
     p.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="single and own models' epochs")
     p.add_argument("--simulated-scans", type=int, default=2, help="the instrument model's random-object scans")
     p.add_argument("--instrument-epochs", type=int, default=30)
+    p.add_argument("--models", nargs="+", choices=("single", "instrument"), default=["single", "instrument"],
+                   help="the reused models to study (single: --train's first scan alone)")
     p.add_argument("--instrument-bundle", type=Path,
                    help="reuse this bundle as the instrument model instead of training one here")
     p.add_argument("--adapt-epochs", type=int, nargs="+", default=[1, 3, 5, 10])
@@ -148,7 +155,7 @@ def main():
     study.network_row("own", own, own_s, epochs=a.epochs)
     models = {"single": ([load[a.train[0]]], a.epochs, 0),
               "instrument": ([load[path] for path in a.train], a.instrument_epochs, a.simulated_scans)}
-    for name, (train_scans, epochs, simulated) in models.items():
+    for name, (train_scans, epochs, simulated) in ((k, models[k]) for k in a.models):
         if name == "instrument" and a.instrument_bundle:
             net, _ = load_network(a.instrument_bundle, n=study.test.n)
             study.network_row(f"{name} reused", net, 0.0, bundle=str(a.instrument_bundle))

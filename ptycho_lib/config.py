@@ -159,6 +159,9 @@ class InferConfig:
     pad_eval: bool = opt(False, "grow the object canvas beyond the scan's objectGuess so edge windows are "
                          "stitched whole (the reconstruction's origin says where the reference frame sits)")
     align_phase: bool = opt(True, "solve for each patch's global phase from the overlaps before stitching")
+    centroid_phase: float = opt(1.0, "after stitching, correct the object's slow phase by the patterns' centres of "
+                                "mass (differential phase contrast), smoothed over this many probe radii (rms of "
+                                "its intensity); 0 = off", min=0.0)
 
 
 @dataclass

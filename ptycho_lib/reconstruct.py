@@ -33,11 +33,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .centroids import with_slow_phase
 from .config import InferConfig
 from .data import input_scale
 from .geometry import canvas_geometry
 from .io import release_pages
 from .model import PtychoNet
+from .physics import scale_probe
 from .reconstruction import Reconstruction
 from .scan import Scan, mark_unmeasured
 from .stitch import Stitcher, overlap_pairs, pair_overlaps, solve_phases, weighted_spectra
@@ -318,12 +320,19 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
                     without.add(_rotated(patches[keep[idx]], phases_kept, k), y[k], x[k])
                 stitcher.add(_rotated(patches, phases, idx), y[idx], x[idx])
             obj, weight = stitcher.result()
+            unseen_obj = None if without is None else without.result()[0]
+            if cfg.centroid_phase:  # the slow phase that one pattern cannot tell (ptycho_lib.centroids)
+                probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+                obj = with_slow_phase(obj, probe, scan.amplitude, scan.bad_pixels, y, x, cfg.centroid_phase)
+                if unseen_obj is not None:  # from the kept patterns' centroids alone
+                    unseen_obj = with_slow_phase(unseen_obj, probe, scan.amplitude, scan.bad_pixels, y, x,
+                                                 cfg.centroid_phase, np.flatnonzero(keep))
     finally:
         store.close()
     if timings is not None:
         timings.update(clock.seconds)
-    extra = {} if without is None else {"object_unseen": without.result()[0],
-                                        "unseen_patterns": np.asarray(unseen, np.int64)}
+    extra = {} if unseen_obj is None else {"object_unseen": unseen_obj,
+                                           "unseen_patterns": np.asarray(unseen, np.int64)}
     return Reconstruction(obj, weight, x, y, np.array([oy, ox]), dict(scan.geometry), extra=extra)
 
 

@@ -14,35 +14,8 @@ import numpy as np
 import torch
 
 from .geometry import lit, ramp_factors, shift_ramps, window_origins
+from .linalg import conjugate_gradient
 from .neighbours import nearest_neighbours
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """a . b without BLAS: numpy's own pairwise sum, one thread (a threaded BLAS dot
-    spends most of its time waiting for its threads on a busy machine: measured 40x
-    slower per conjugate-gradient step at M = 100,000)."""
-    return float(np.sum(a * b))
-
-
-def _conjugate_gradient(matvec, rhs, diag, iters=2000, tol=1e-10):
-    """Jacobi-preconditioned conjugate gradient for a symmetric positive system."""
-    x = np.zeros_like(rhs)
-    r = rhs.copy()
-    z = r / diag
-    p = z.copy()
-    rz = _dot(r, z)
-    stop = tol * np.sqrt(_dot(rhs, rhs))
-    for _ in range(iters):
-        ap = matvec(p)
-        alpha = rz / _dot(p, ap)
-        x += alpha * p
-        r -= alpha * ap
-        if np.sqrt(_dot(r, r)) <= stop:
-            break
-        z = r / diag
-        rz, rz_old = _dot(r, z), rz
-        p = z + (rz / rz_old) * p
-    return x
 
 
 def overlap_pairs(pos: np.ndarray, neighbours: int = 6) -> np.ndarray:
@@ -144,7 +117,7 @@ def solve_phases(pairs: np.ndarray, c: np.ndarray, m: int) -> np.ndarray:
         return out
 
     rhs = np.bincount(j, a * delta, m) - np.bincount(k, a * delta, m)
-    return tree + _conjugate_gradient(laplacian, rhs, diag)
+    return tree + conjugate_gradient(laplacian, rhs, diag)
 
 
 class Stitcher:

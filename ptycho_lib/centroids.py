@@ -1,0 +1,185 @@
+"""The slow phase of a stitched object from the patterns' centres of mass
+(differential phase contrast), for the network's reconstruction (docs/method.md,
+"Slow phase from the centroids").
+
+A diffraction pattern's intensity centroid is the exit wave's mean phase gradient:
+for psi = P O, sum_q q |Psi(q)|^2 / sum |Psi|^2 = N / (2 pi) * sum_r |psi|^2 grad arg
+psi / sum |psi|^2 (q in detector pixels from the centre, r in object pixels). So the
+measured centroid minus the one the current object predicts is, up to N / (2 pi), the
+probe-weighted mean gradient of the object's phase error at that position. These
+gradients are spread over the canvas, smoothed at about the probe's size (finer
+detail is not in one number per pattern), and integrated by weighted least squares
+into a smooth phase that is added to the object. A single-pattern network misses
+exactly this slow phase (a patch's phase offset is free and its gentle curvature is
+hardly in one pattern); the overlaps fix the offsets, the centroids the rest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .geometry import apply_ramps, shift_ramps, window_origins
+from .physics import far_field
+from .linalg import conjugate_gradient
+
+
+def centroids(intensity: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Intensity centroids (B, 2) = (row, column) in detector pixels from the centre
+    pixel N/2 of centred patterns (B, N, N), over the `known` pixels."""
+    n = intensity.shape[-1]
+    q = torch.arange(n, dtype=torch.float64) - n // 2
+    w = (intensity * known).double()
+    total = w.sum((-2, -1)).clamp_min(1e-30)
+    return torch.stack([(w.sum(-1) * q).sum(-1) / total, (w.sum(-2) * q).sum(-1) / total], -1)
+
+
+def probe_radius(probe: np.ndarray) -> float:
+    """The rms radius of the probe's intensity (pixels): the scale of what one
+    pattern's centroid averages over."""
+    p = np.abs(probe) ** 2
+    r = np.arange(p.shape[0])
+    cy, cx = (p.sum(1) @ r) / p.sum(), (p.sum(0) @ r) / p.sum()
+    return float(np.sqrt((p.sum(1) @ (r - cy) ** 2 + p.sum(0) @ (r - cx) ** 2) / p.sum()))
+
+
+def phase_gradient_errors(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray,
+                          x: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """(M, 2) probe-weighted mean gradients (rad per pixel, (d/dy, d/dx)) of the
+    object's phase error at the M positions (y, x) on `obj`'s canvas: measured minus
+    predicted centroids over N / (2 pi). `probe` on the photon scale; `amplitude`
+    (M, N, N) is read `chunk` patterns at a time (a memory map stays one)."""
+    n, m = probe.shape[0], len(y)
+    iy, ix, fy, fx = window_origins(y, x, n)
+    known = torch.ones(n, n, dtype=torch.bool) if bad_pixels is None else ~torch.from_numpy(bad_pixels)
+    obj_t, probe_t, r = torch.from_numpy(obj.astype(np.complex64)), torch.from_numpy(probe.astype(np.complex64)), \
+        torch.arange(n)
+    out = np.empty((m, 2))
+    for s in range(0, m, chunk):
+        b = slice(s, min(s + chunk, m))
+        measured = torch.from_numpy(np.asarray(amplitude[b], np.float32)).clamp_min(0).square()
+        rows = torch.from_numpy(iy[b])[:, None, None] + r[None, :, None]
+        cols = torch.from_numpy(ix[b])[:, None, None] + r[None, None, :]
+        shifted = apply_ramps(probe_t, shift_ramps(torch.from_numpy(np.stack([fy[b], fx[b]], 1)), n))
+        predicted = far_field(shifted * obj_t[rows, cols]).abs().square()
+        out[b] = (centroids(measured, known) - centroids(predicted, known)).numpy()
+    return out * (2 * math.pi / n)
+
+
+class _Rows:
+    """Rows `rows` of an array, read slice by slice (a memory map's rows on demand)."""
+
+    def __init__(self, array, rows: np.ndarray):
+        self.array, self.rows = array, rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, s: slice):
+        return self.array[self.rows[s]]
+
+
+def _bilinear_splat(values: np.ndarray, y: np.ndarray, x: np.ndarray, shape) -> np.ndarray:
+    """Each value spread over the four grid nodes around its (y, x), bilinearly."""
+    h, w = shape
+    y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
+    ty, tx = y - y0, x - x0
+    out = np.zeros(h * w)
+    for dy, wy in ((0, 1 - ty), (1, ty)):
+        for dx, wx in ((0, 1 - tx), (1, tx)):
+            rr, cc = np.clip(y0 + dy, 0, h - 1), np.clip(x0 + dx, 0, w - 1)
+            out += np.bincount(rr * w + cc, values * wy * wx, h * w)
+    return out.reshape(h, w)
+
+
+def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur by FFT on a zero-padded grid (no wrap-around)."""
+    h, w = img.shape
+    pad = int(3 * sigma) + 1
+    big = np.zeros((h + 2 * pad, w + 2 * pad))
+    big[pad:pad + h, pad:pad + w] = img
+    fy, fx = np.fft.fftfreq(big.shape[0])[:, None], np.fft.rfftfreq(big.shape[1])[None, :]
+    spec = np.fft.rfft2(big) * np.exp(-2 * (math.pi * sigma) ** 2 * (fy ** 2 + fx ** 2))
+    return np.fft.irfft2(spec, big.shape)[pad:pad + h, pad:pad + w]
+
+
+def _grad(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward differences along rows and columns (zero on the last row / column)."""
+    dy, dx = np.zeros_like(u), np.zeros_like(u)
+    dy[:-1], dx[:, :-1] = u[1:] - u[:-1], u[:, 1:] - u[:, :-1]
+    return dy, dx
+
+
+def _grad_adjoint(py: np.ndarray, px: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(py)
+    out[1:] += py[:-1]
+    out[:-1] -= py[:-1]
+    out[:, 1:] += px[:, :-1]
+    out[:, :-1] -= px[:, :-1]
+    return out
+
+
+def integrate_gradients(gy: np.ndarray, gx: np.ndarray, weight: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """The field u whose forward differences best match (gy, gx) where `weight` (0..1)
+    trusts them: minimises sum (weight + eps) |grad u|^2 - 2 weight grad u . g, so u
+    continues smoothly where nothing was measured."""
+    trust = weight + eps
+    diag = np.zeros_like(weight)  # diagonal of grad^T diag(trust) grad, for the preconditioner
+    diag[:-1] += trust[:-1]
+    diag[1:] += trust[:-1]
+    diag[:, :-1] += trust[:, :-1]
+    diag[:, 1:] += trust[:, :-1]
+    rhs = _grad_adjoint(weight * gy, weight * gx).ravel()
+
+    def matvec(v):
+        dy, dx = _grad(v.reshape(weight.shape))
+        return _grad_adjoint(trust * dy, trust * dx).ravel()
+
+    u = conjugate_gradient(matvec, rhs, diag.ravel(), iters=1000, tol=1e-6).reshape(weight.shape)
+    return u - u[weight > 0.5 * weight.max()].mean()
+
+
+def _upsample(u: np.ndarray, d: int, shape) -> np.ndarray:
+    """A coarse grid (node i at pixel d * i) linearly interpolated onto `shape`."""
+    for axis, size in ((0, shape[0]), (1, shape[1])):
+        t = np.arange(size) / d
+        i0 = np.minimum(np.floor(t).astype(np.int64), u.shape[axis] - 1)
+        i1 = np.minimum(i0 + 1, u.shape[axis] - 1)
+        f = (t - i0).reshape((-1, 1) if axis == 0 else (1, -1))
+        u = np.take(u, i0, axis) * (1 - f) + np.take(u, i1, axis) * f
+    return u
+
+
+def slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
+               scale: float, patterns: np.ndarray | None = None) -> np.ndarray:
+    """The smooth phase (H, W) that brings the centroids `obj` predicts to the measured
+    ones: the gradient errors (phase_gradient_errors) spread over the canvas by a
+    Gaussian of `scale` probe radii (probe_radius), integrated (integrate_gradients).
+    Computed on a grid a few times coarser than the pixels (the phase is smooth at
+    that scale), then interpolated. `patterns`: the indices of the patterns to use
+    (default all)."""
+    sigma = scale * probe_radius(probe)
+    if patterns is not None:
+        amplitude, y, x = _Rows(amplitude, patterns), y[patterns], x[patterns]
+    g = phase_gradient_errors(obj, probe, amplitude, bad_pixels, y, x)
+    # each sample sits where the probe's intensity is centred in its window
+    p = np.abs(probe) ** 2
+    r = np.arange(p.shape[0])
+    cy = y + (p.sum(1) @ r) / p.sum() - p.shape[0] / 2
+    cx = x + (p.sum(0) @ r) / p.sum() - p.shape[0] / 2
+    d = max(1, int(sigma / 3))
+    coarse = (obj.shape[0] // d + 2, obj.shape[1] // d + 2)
+    blur = lambda v: _gaussian_blur(_bilinear_splat(v, cy / d, cx / d, coarse), sigma / d)  # noqa: E731
+    density = blur(np.ones(len(y)))
+    gy, gx = (blur(g[:, k] * d) / np.maximum(density, 1e-12) for k in (0, 1))  # rad per coarse pixel
+    u = integrate_gradients(gy, gx, density / density.max())
+    return _upsample(u, d, obj.shape)
+
+
+def with_slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
+                    scale: float, patterns: np.ndarray | None = None) -> np.ndarray:
+    """`obj` (complex64) times exp(i slow_phase); unlit pixels (0) stay 0."""
+    u = slow_phase(obj, probe, amplitude, bad_pixels, y, x, scale, patterns)
+    return (obj * np.exp(1j * u)).astype(np.complex64)
