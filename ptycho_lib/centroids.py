@@ -22,18 +22,26 @@ import numpy as np
 import torch
 
 from .geometry import apply_ramps, shift_ramps, window_origins
+from .io import release_pages
 from .physics import far_field
 from .linalg import conjugate_gradient
 
 
-def centroids(intensity: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+def centroids(intensity: torch.Tensor, known: torch.Tensor, variances: bool = False):
     """Intensity centroids (B, 2) = (row, column) in detector pixels from the centre
-    pixel N/2 of centred patterns (B, N, N), over the `known` pixels."""
+    pixel N/2 of centred patterns (B, N, N), over the `known` pixels. With
+    `variances`, also their variances (B, 2) were the intensities Poisson counts:
+    sum (q - c)^2 I / (sum I)^2 along each axis."""
     n = intensity.shape[-1]
     q = torch.arange(n, dtype=torch.float64) - n // 2
     w = (intensity * known).double()
     total = w.sum((-2, -1)).clamp_min(1e-30)
-    return torch.stack([(w.sum(-1) * q).sum(-1) / total, (w.sum(-2) * q).sum(-1) / total], -1)
+    rows, cols = w.sum(-1), w.sum(-2)  # the projections on each axis
+    c = torch.stack([(rows * q).sum(-1) / total, (cols * q).sum(-1) / total], -1)
+    if not variances:
+        return c
+    spread = torch.stack([(rows * (q - c[:, :1]) ** 2).sum(-1), (cols * (q - c[:, 1:]) ** 2).sum(-1)], -1)
+    return c, spread / total[:, None] ** 2
 
 
 def probe_radius(probe: np.ndarray) -> float:
@@ -46,26 +54,52 @@ def probe_radius(probe: np.ndarray) -> float:
 
 
 def phase_gradient_errors(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray,
-                          x: np.ndarray, chunk: int = 256) -> np.ndarray:
+                          x: np.ndarray) -> np.ndarray:
     """(M, 2) probe-weighted mean gradients (rad per pixel, (d/dy, d/dx)) of the
     object's phase error at the M positions (y, x) on `obj`'s canvas: measured minus
-    predicted centroids over N / (2 pi). `probe` on the photon scale; `amplitude`
-    (M, N, N) is read `chunk` patterns at a time (a memory map stays one)."""
+    predicted centroids over N / (2 pi). `probe` on the photon scale."""
+    known = _known(probe.shape[0], bad_pixels)
+    return _per_radian(measured_centroids(amplitude, known)[0] - predicted_centroids(obj, probe, y, x, known), probe)
+
+
+def _known(n: int, bad_pixels) -> torch.Tensor:
+    return torch.ones(n, n, dtype=torch.bool) if bad_pixels is None else ~torch.from_numpy(bad_pixels)
+
+
+def _per_radian(shift: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """Centroid shifts (detector pixels) as phase gradients (rad per object pixel)."""
+    return shift * (2 * math.pi / probe.shape[0])
+
+
+def measured_centroids(amplitude, known: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2) centroids of the measured patterns (amplitudes (M, N, N), sqrt of the
+    counts, read `chunk` at a time: a memory map stays one) and their Poisson
+    variances (M, 2)."""
+    out, var = np.empty((len(amplitude), 2)), np.empty((len(amplitude), 2))
+    for s in range(0, len(amplitude), chunk):
+        part = amplitude[s:s + chunk]
+        c, v = centroids(torch.from_numpy(np.asarray(part, np.float32)).clamp_min(0).square(), known, True)
+        out[s:s + len(part)], var[s:s + len(part)] = c.numpy(), v.numpy()
+        release_pages(part)
+    return out, var
+
+
+def predicted_centroids(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, known: torch.Tensor,
+                        chunk: int = 256) -> np.ndarray:
+    """(M, 2) centroids of the patterns |FFT(P O)|^2 that `obj` predicts at (y, x)."""
     n, m = probe.shape[0], len(y)
     iy, ix, fy, fx = window_origins(y, x, n)
-    known = torch.ones(n, n, dtype=torch.bool) if bad_pixels is None else ~torch.from_numpy(bad_pixels)
-    obj_t, probe_t, r = torch.from_numpy(obj.astype(np.complex64)), torch.from_numpy(probe.astype(np.complex64)), \
-        torch.arange(n)
+    obj_t, probe_t = torch.from_numpy(obj.astype(np.complex64, copy=False)), torch.from_numpy(probe.astype(np.complex64))
+    r = torch.arange(n)
     out = np.empty((m, 2))
     for s in range(0, m, chunk):
         b = slice(s, min(s + chunk, m))
-        measured = torch.from_numpy(np.asarray(amplitude[b], np.float32)).clamp_min(0).square()
-        rows = torch.from_numpy(iy[b])[:, None, None] + r[None, :, None]
-        cols = torch.from_numpy(ix[b])[:, None, None] + r[None, None, :]
+        # (a window reaching past the canvas, which the data contract refuses, sees its edge)
+        rows = (torch.from_numpy(iy[b])[:, None, None] + r[None, :, None]).clamp(0, obj.shape[0] - 1)
+        cols = (torch.from_numpy(ix[b])[:, None, None] + r[None, None, :]).clamp(0, obj.shape[1] - 1)
         shifted = apply_ramps(probe_t, shift_ramps(torch.from_numpy(np.stack([fy[b], fx[b]], 1)), n))
-        predicted = far_field(shifted * obj_t[rows, cols]).abs().square()
-        out[b] = (centroids(measured, known) - centroids(predicted, known)).numpy()
-    return out * (2 * math.pi / n)
+        out[b] = centroids(far_field(shifted * obj_t[rows, cols]).abs().square(), known).numpy()
+    return out
 
 
 class _Rows:
@@ -78,7 +112,11 @@ class _Rows:
         return len(self.rows)
 
     def __getitem__(self, s: slice):
-        return self.array[self.rows[s]]
+        rows = self.rows[s]
+        part = self.array[rows]
+        if len(rows):
+            release_pages(self.array[rows.min():rows.max() + 1])
+        return part
 
 
 def _bilinear_splat(values: np.ndarray, y: np.ndarray, x: np.ndarray, shape) -> np.ndarray:
@@ -147,39 +185,72 @@ def _upsample(u: np.ndarray, d: int, shape) -> np.ndarray:
         t = np.arange(size) / d
         i0 = np.minimum(np.floor(t).astype(np.int64), u.shape[axis] - 1)
         i1 = np.minimum(i0 + 1, u.shape[axis] - 1)
-        f = (t - i0).reshape((-1, 1) if axis == 0 else (1, -1))
+        f = (t - i0).astype(u.dtype).reshape((-1, 1) if axis == 0 else (1, -1))
         u = np.take(u, i0, axis) * (1 - f) + np.take(u, i1, axis) * f
     return u
 
 
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted slow phase the held-out check weighs
+HELD_OUT_EVERY = 10  # every tenth pattern (in file order, so spread over the scan) judges the fit
+
+
 def slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
-               scale: float, patterns: np.ndarray | None = None) -> np.ndarray:
-    """The smooth phase (H, W) that brings the centroids `obj` predicts to the measured
-    ones: the gradient errors (phase_gradient_errors) spread over the canvas by a
-    Gaussian of `scale` probe radii (probe_radius), integrated (integrate_gradients).
-    Computed on a grid a few times coarser than the pixels (the phase is smooth at
-    that scale), then interpolated. `patterns`: the indices of the patterns to use
-    (default all)."""
-    sigma = scale * probe_radius(probe)
+               scale: float, patterns: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """The smooth phase (H, W) that brings the centroids `obj` predicts toward the
+    measured ones, and the strength it was given. The gradient errors
+    (phase_gradient_errors) of nine patterns in ten are spread over the canvas by a
+    Gaussian of `scale` probe radii (probe_radius) and integrated
+    (integrate_gradients), on a grid a few times coarser than the pixels (the phase is
+    smooth at that scale), then interpolated. The tenth patterns judge it: of the
+    STRENGTHS, the fraction of it whose lowering of their centroids' squared mismatch,
+    less one standard deviation of that lowering's Poisson noise, is largest is kept
+    (none when no lowering exceeds its noise: at low dose the centroids are mostly
+    noise). `patterns`: the indices of the patterns to use (default all)."""
     if patterns is not None:
         amplitude, y, x = _Rows(amplitude, patterns), y[patterns], x[patterns]
-    g = phase_gradient_errors(obj, probe, amplitude, bad_pixels, y, x)
+    held = np.zeros(len(y), bool)
+    held[HELD_OUT_EVERY // 2::HELD_OUT_EVERY] = True
+    known = _known(probe.shape[0], bad_pixels)
+    measured, noise = measured_centroids(amplitude, known)
+    g = _per_radian(measured[~held] - predicted_centroids(obj, probe, y[~held], x[~held], known), probe)
+    u = _integrated(g, probe, y[~held], x[~held], obj.shape, scale * probe_radius(probe))
+    if not held.any():
+        return u, 1.0
+
+    before = predicted_centroids(obj, probe, y[held], x[held], known)
+
+    def sure_gain(strength):
+        """How much the strength lowers the judges' squared centroid mismatch, less one
+        standard deviation (from the measured centroids' noise) of that lowering."""
+        after = predicted_centroids(obj * np.exp(1j * strength * u).astype(np.complex64), probe, y[held], x[held],
+                                    known)
+        change = after - before
+        gain = np.sum(change * (2 * measured[held] - before - after))
+        return float(gain - 2 * np.sqrt(np.sum(change ** 2 * noise[held])))
+
+    best = max(STRENGTHS, key=sure_gain)
+    return best * u, best
+
+
+def _integrated(g: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, shape, sigma: float) -> np.ndarray:
+    """Gradient samples g (M, 2) at positions (y, x), spread by a Gaussian of `sigma`
+    pixels and integrated on a grid sigma / 3 coarse, interpolated onto `shape`."""
     # each sample sits where the probe's intensity is centred in its window
     p = np.abs(probe) ** 2
     r = np.arange(p.shape[0])
     cy = y + (p.sum(1) @ r) / p.sum() - p.shape[0] / 2
     cx = x + (p.sum(0) @ r) / p.sum() - p.shape[0] / 2
     d = max(1, int(sigma / 3))
-    coarse = (obj.shape[0] // d + 2, obj.shape[1] // d + 2)
+    coarse = (shape[0] // d + 2, shape[1] // d + 2)
     blur = lambda v: _gaussian_blur(_bilinear_splat(v, cy / d, cx / d, coarse), sigma / d)  # noqa: E731
     density = blur(np.ones(len(y)))
     gy, gx = (blur(g[:, k] * d) / np.maximum(density, 1e-12) for k in (0, 1))  # rad per coarse pixel
     u = integrate_gradients(gy, gx, density / density.max())
-    return _upsample(u, d, obj.shape)
+    return _upsample(u.astype(np.float32), d, shape)
 
 
 def with_slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
                     scale: float, patterns: np.ndarray | None = None) -> np.ndarray:
     """`obj` (complex64) times exp(i slow_phase); unlit pixels (0) stay 0."""
-    u = slow_phase(obj, probe, amplitude, bad_pixels, y, x, scale, patterns)
-    return (obj * np.exp(1j * u)).astype(np.complex64)
+    u, _ = slow_phase(obj, probe, amplitude, bad_pixels, y, x, scale, patterns)
+    return (obj * np.exp(1j * u)).astype(np.complex64, copy=False)

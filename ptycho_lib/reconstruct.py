@@ -264,7 +264,8 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     by num_workers processes. The network must suit the scan's pattern size
     (bundle.load_network(n=...) refuses one that does not); it is not modified
     (inference runs a copy, see inference_network). `timings`, when given, receives
-    the seconds spent per step (read, network, align, stitch). `progress`, when given,
+    the seconds spent per step (read, network, align, stitch; the slow phase from the
+    centroids, infer.centroid_phase, counts as stitching). `progress`, when given,
     wraps the iterable of batches (a progress bar). `unseen`: indices of patterns the
     object is also stitched without (their patches left out of the phase solve and the
     stitch), into extra `object_unseen`, with the indices as `unseen_patterns`: what

@@ -66,6 +66,6 @@ def test_patterns_left_out_do_not_inform_it():
                for a in (sim.amplitude, spoiled)]
     np.testing.assert_array_equal(*answers)
     assert not np.array_equal(answers[0], with_slow_phase(start, probe, spoiled, sim.bad_pixels, sim.y, sim.x, 1.0))
-    every = phase_gradient_errors(start, probe, sim.amplitude, sim.bad_pixels, sim.y, sim.x, chunk=7)
+    every = phase_gradient_errors(start, probe, sim.amplitude, sim.bad_pixels, sim.y, sim.x)
     np.testing.assert_allclose(every[used], phase_gradient_errors(start, probe, sim.amplitude[used], sim.bad_pixels,
                                                                   sim.y[used], sim.x[used]), atol=1e-9)

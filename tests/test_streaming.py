@@ -12,11 +12,13 @@ import torch
 from bad_inputs import CASES, WARN, write_case
 from conftest import TINY
 from ptycho_lib import reconstruct as recon_module
+from ptycho_lib.centroids import with_slow_phase
 from ptycho_lib.config import InferConfig
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.data import input_scale
 from ptycho_lib.io import InputError, read_npz, write_npz
 from ptycho_lib.model import PtychoNet
+from ptycho_lib.physics import scale_probe
 from ptycho_lib.reconstruct import fold_batchnorm, inference_settings, processing_order, reconstruct
 from ptycho_lib.scan import load_scan
 from ptycho_lib.simulate import simulate
@@ -52,7 +54,7 @@ def net():
 
 def in_memory_reference(net, scan, cfg):
     """What reconstruct() computes, the direct way: every patch at once, phases from
-    all of them, one stitch."""
+    all of them, one stitch, the slow phase from every pattern in memory."""
     shape, (oy, ox) = canvas_geometry(scan.x, scan.y, scan.n, scan.obj.shape)
     y, x = scan.y + oy, scan.x + ox
     with torch.inference_mode():
@@ -61,7 +63,9 @@ def in_memory_reference(net, scan, cfg):
     stitcher = Stitcher(shape, scan.probe, cfg.stitch)
     patches = patches * np.exp(1j * phase_offsets(patches, y, x, stitcher.weight)).astype(np.complex64)[:, None, None]
     stitcher.add(patches, y, x)
-    return stitcher.result()
+    obj, weight = stitcher.result()
+    probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+    return with_slow_phase(obj, probe, scan.amplitude, scan.bad_pixels, y, x, cfg.centroid_phase), weight
 
 
 @pytest.mark.parametrize("stitch", ["fourier", "bilinear"])
