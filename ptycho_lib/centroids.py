@@ -9,9 +9,10 @@ measured centroid minus the one the current object predicts is, up to N / (2 pi)
 probe-weighted mean gradient of the object's phase error at that position. These
 gradients are spread over the canvas, smoothed at about the probe's size (finer
 detail is not in one number per pattern), and integrated by weighted least squares
-into a smooth phase that is added to the object. A single-pattern network misses
-exactly this slow phase (a patch's phase offset is free and its gentle curvature is
-hardly in one pattern); the overlaps fix the offsets, the centroids the rest.
+into a smooth phase that is added to the object, as far as the patterns left out of
+that fit confirm it. A single-pattern network misses exactly this slow phase (a
+patch's phase offset is free and its gentle curvature is hardly in one pattern); the
+overlaps fix the offsets, the centroids the rest.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ import torch
 
 from .geometry import apply_ramps, shift_ramps, window_origins
 from .io import release_pages
-from .physics import far_field
 from .linalg import conjugate_gradient
+from .physics import far_field
 
 
 def centroids(intensity: torch.Tensor, known: torch.Tensor, variances: bool = False):
     """Intensity centroids (B, 2) = (row, column) in detector pixels from the centre
     pixel N/2 of centred patterns (B, N, N), over the `known` pixels. With
-    `variances`, also their variances (B, 2) were the intensities Poisson counts:
-    sum (q - c)^2 I / (sum I)^2 along each axis."""
+    `variances`, also their variances (B, 2) as the intensities' Poisson noise makes
+    them: sum (q - c)^2 I / (sum I)^2 along each axis."""
     n = intensity.shape[-1]
     q = torch.arange(n, dtype=torch.float64) - n // 2
     w = (intensity * known).double()
@@ -44,22 +45,20 @@ def centroids(intensity: torch.Tensor, known: torch.Tensor, variances: bool = Fa
     return c, spread / total[:, None] ** 2
 
 
+def _probe_centre(probe: np.ndarray) -> tuple[float, float]:
+    """Where the probe's intensity is centred in its window (pixels)."""
+    p = np.abs(probe) ** 2
+    r = np.arange(p.shape[0])
+    return float(p.sum(1) @ r / p.sum()), float(p.sum(0) @ r / p.sum())
+
+
 def probe_radius(probe: np.ndarray) -> float:
     """The rms radius of the probe's intensity (pixels): the scale of what one
     pattern's centroid averages over."""
     p = np.abs(probe) ** 2
     r = np.arange(p.shape[0])
-    cy, cx = (p.sum(1) @ r) / p.sum(), (p.sum(0) @ r) / p.sum()
+    cy, cx = _probe_centre(probe)
     return float(np.sqrt((p.sum(1) @ (r - cy) ** 2 + p.sum(0) @ (r - cx) ** 2) / p.sum()))
-
-
-def phase_gradient_errors(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray,
-                          x: np.ndarray) -> np.ndarray:
-    """(M, 2) probe-weighted mean gradients (rad per pixel, (d/dy, d/dx)) of the
-    object's phase error at the M positions (y, x) on `obj`'s canvas: measured minus
-    predicted centroids over N / (2 pi). `probe` on the photon scale."""
-    known = _known(probe.shape[0], bad_pixels)
-    return _per_radian(measured_centroids(amplitude, known)[0] - predicted_centroids(obj, probe, y, x, known), probe)
 
 
 def _known(n: int, bad_pixels) -> torch.Tensor:
@@ -179,11 +178,12 @@ def integrate_gradients(gy: np.ndarray, gx: np.ndarray, weight: np.ndarray, eps:
     return u - u[weight > 0.5 * weight.max()].mean()
 
 
-def _upsample(u: np.ndarray, d: int, shape) -> np.ndarray:
-    """A coarse grid (node i at pixel d * i) linearly interpolated onto `shape`."""
+def _upsample(u: np.ndarray, d: int, origin: tuple[int, int], shape) -> np.ndarray:
+    """A coarse grid (node i at canvas pixel origin + d * i) linearly interpolated onto
+    a canvas of `shape`; beyond the grid its edge values continue."""
     for axis, size in ((0, shape[0]), (1, shape[1])):
-        t = np.arange(size) / d
-        i0 = np.minimum(np.floor(t).astype(np.int64), u.shape[axis] - 1)
+        t = np.clip((np.arange(size) - origin[axis]) / d, 0, u.shape[axis] - 1)
+        i0 = np.floor(t).astype(np.int64)
         i1 = np.minimum(i0 + 1, u.shape[axis] - 1)
         f = (t - i0).astype(u.dtype).reshape((-1, 1) if axis == 0 else (1, -1))
         u = np.take(u, i0, axis) * (1 - f) + np.take(u, i1, axis) * f
@@ -191,62 +191,69 @@ def _upsample(u: np.ndarray, d: int, shape) -> np.ndarray:
 
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted slow phase the held-out check weighs
-HELD_OUT_EVERY = 10  # every tenth pattern (in file order, so spread over the scan) judges the fit
+HELD_OUT_EVERY = 10  # every tenth pattern in raster order (spread over the scan) judges the fit
+MIN_JUDGES = 10  # fewer judges (a scan of under ~100 patterns) cannot tell: no correction
 
 
 def slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
                scale: float, patterns: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The smooth phase (H, W) that brings the centroids `obj` predicts toward the
-    measured ones, and the strength it was given. The gradient errors
-    (phase_gradient_errors) of nine patterns in ten are spread over the canvas by a
-    Gaussian of `scale` probe radii (probe_radius) and integrated
-    (integrate_gradients), on a grid a few times coarser than the pixels (the phase is
-    smooth at that scale), then interpolated. The tenth patterns judge it: of the
-    STRENGTHS, the fraction of it whose lowering of their centroids' squared mismatch,
-    less one standard deviation of that lowering's Poisson noise, is largest is kept
-    (none when no lowering exceeds its noise: at low dose the centroids are mostly
-    noise). `patterns`: the indices of the patterns to use (default all)."""
+    measured ones, and the strength it was given. The phase-gradient errors (measured
+    minus predicted centroids over N / (2 pi): the probe-weighted mean gradient of the
+    phase error at each position) are spread over the canvas by a Gaussian of `scale`
+    probe radii (probe_radius) and integrated (_integrated). How much of it to add is
+    judged first: fitted without every tenth pattern, the fraction of STRENGTHS whose
+    lowering of those patterns' squared centroid mismatch, less one standard deviation
+    of that lowering's Poisson noise, is largest; none when no lowering exceeds its
+    noise (at low dose the centroids are mostly noise), or when there are fewer than
+    MIN_JUDGES to judge. That fraction of the fit over every pattern is returned.
+    `patterns`: the indices of the patterns to use (default all)."""
     if patterns is not None:
         amplitude, y, x = _Rows(amplitude, patterns), y[patterns], x[patterns]
     held = np.zeros(len(y), bool)
-    held[HELD_OUT_EVERY // 2::HELD_OUT_EVERY] = True
+    held[np.lexsort((x, y))[HELD_OUT_EVERY // 2::HELD_OUT_EVERY]] = True  # whatever the file's order
+    if held.sum() < MIN_JUDGES:
+        return np.zeros(obj.shape, np.float32), 0.0
     known = _known(probe.shape[0], bad_pixels)
     measured, noise = measured_centroids(amplitude, known)
-    g = _per_radian(measured[~held] - predicted_centroids(obj, probe, y[~held], x[~held], known), probe)
-    u = _integrated(g, probe, y[~held], x[~held], obj.shape, scale * probe_radius(probe))
-    if not held.any():
-        return u, 1.0
-
-    before = predicted_centroids(obj, probe, y[held], x[held], known)
+    predicted = predicted_centroids(obj, probe, y, x, known)
+    g = _per_radian(measured - predicted, probe)
+    sigma = scale * probe_radius(probe)
+    trial = _integrated(g[~held], probe, y[~held], x[~held], obj.shape, sigma)
 
     def sure_gain(strength):
         """How much the strength lowers the judges' squared centroid mismatch, less one
         standard deviation (from the measured centroids' noise) of that lowering."""
-        after = predicted_centroids(obj * np.exp(1j * strength * u).astype(np.complex64), probe, y[held], x[held],
-                                    known)
+        before = predicted[held]
+        after = predicted_centroids(obj * np.exp(1j * strength * trial).astype(np.complex64), probe, y[held],
+                                    x[held], known)
         change = after - before
         gain = np.sum(change * (2 * measured[held] - before - after))
         return float(gain - 2 * np.sqrt(np.sum(change ** 2 * noise[held])))
 
     best = max(STRENGTHS, key=sure_gain)
-    return best * u, best
+    if best == 0:
+        return np.zeros(obj.shape, np.float32), 0.0
+    return best * _integrated(g, probe, y, x, obj.shape, sigma), best
 
 
 def _integrated(g: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, shape, sigma: float) -> np.ndarray:
     """Gradient samples g (M, 2) at positions (y, x), spread by a Gaussian of `sigma`
-    pixels and integrated on a grid sigma / 3 coarse, interpolated onto `shape`."""
+    pixels and integrated on a grid of spacing sigma / 3 over the samples' extent
+    (placed by the positions, not the canvas: a larger canvas gives the same phase),
+    interpolated onto a canvas of `shape`."""
     # each sample sits where the probe's intensity is centred in its window
-    p = np.abs(probe) ** 2
-    r = np.arange(p.shape[0])
-    cy = y + (p.sum(1) @ r) / p.sum() - p.shape[0] / 2
-    cx = x + (p.sum(0) @ r) / p.sum() - p.shape[0] / 2
-    d = max(1, int(sigma / 3))
-    coarse = (shape[0] // d + 2, shape[1] // d + 2)
-    blur = lambda v: _gaussian_blur(_bilinear_splat(v, cy / d, cx / d, coarse), sigma / d)  # noqa: E731
-    density = blur(np.ones(len(y)))
-    gy, gx = (blur(g[:, k] * d) / np.maximum(density, 1e-12) for k in (0, 1))  # rad per coarse pixel
+    (py, px), half = _probe_centre(probe), probe.shape[0] / 2
+    cy, cx = y + py - half, x + px - half
+    d, margin = max(1, int(sigma / 3)), 3 * sigma
+    origin = (int(np.floor(cy.min() - margin)), int(np.floor(cx.min() - margin)))
+    coarse = (int((cy.max() + margin - origin[0]) // d) + 2, int((cx.max() + margin - origin[1]) // d) + 2)
+    spread = lambda v: _gaussian_blur(  # noqa: E731
+        _bilinear_splat(v, (cy - origin[0]) / d, (cx - origin[1]) / d, coarse), sigma / d)
+    density = spread(np.ones(len(y)))
+    gy, gx = (spread(g[:, k] * d) / np.maximum(density, 1e-12) for k in (0, 1))  # rad per coarse pixel
     u = integrate_gradients(gy, gx, density / density.max())
-    return _upsample(u.astype(np.float32), d, shape)
+    return _upsample(u.astype(np.float32), d, origin, shape)
 
 
 def with_slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
