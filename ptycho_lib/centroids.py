@@ -28,21 +28,15 @@ from .linalg import conjugate_gradient
 from .physics import far_field
 
 
-def centroids(intensity: torch.Tensor, known: torch.Tensor, variances: bool = False):
+def centroids(intensity: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Intensity centroids (B, 2) = (row, column) in detector pixels from the centre
-    pixel N/2 of centred patterns (B, N, N), over the `known` pixels. With
-    `variances`, also their variances (B, 2) as the intensities' Poisson noise makes
-    them: sum (q - c)^2 I / (sum I)^2 along each axis."""
+    pixel N/2 of centred patterns (B, N, N), over the `known` pixels."""
     n = intensity.shape[-1]
     q = torch.arange(n, dtype=torch.float64) - n // 2
     w = (intensity * known).double()
     total = w.sum((-2, -1)).clamp_min(1e-30)
     rows, cols = w.sum(-1), w.sum(-2)  # the projections on each axis
-    c = torch.stack([(rows * q).sum(-1) / total, (cols * q).sum(-1) / total], -1)
-    if not variances:
-        return c
-    spread = torch.stack([(rows * (q - c[:, :1]) ** 2).sum(-1), (cols * (q - c[:, 1:]) ** 2).sum(-1)], -1)
-    return c, spread / total[:, None] ** 2
+    return torch.stack([(rows * q).sum(-1) / total, (cols * q).sum(-1) / total], -1)
 
 
 def _probe_centre(probe: np.ndarray) -> tuple[float, float]:
@@ -62,6 +56,7 @@ def probe_radius(probe: np.ndarray) -> float:
 
 
 def _known(n: int, bad_pixels) -> torch.Tensor:
+    """The detector pixels that measure (N, N) bool."""
     return torch.ones(n, n, dtype=torch.bool) if bad_pixels is None else ~torch.from_numpy(bad_pixels)
 
 
@@ -70,17 +65,16 @@ def _per_radian(shift: np.ndarray, probe: np.ndarray) -> np.ndarray:
     return shift * (2 * math.pi / probe.shape[0])
 
 
-def measured_centroids(amplitude, known: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def measured_centroids(amplitude, known: torch.Tensor, chunk: int = 256) -> np.ndarray:
     """(M, 2) centroids of the measured patterns (amplitudes (M, N, N), sqrt of the
-    counts, read `chunk` at a time: a memory map stays one) and their Poisson
-    variances (M, 2)."""
-    out, var = np.empty((len(amplitude), 2)), np.empty((len(amplitude), 2))
+    counts, read `chunk` at a time: a memory map stays one)."""
+    out = np.empty((len(amplitude), 2))
     for s in range(0, len(amplitude), chunk):
         part = amplitude[s:s + chunk]
-        c, v = centroids(torch.from_numpy(np.asarray(part, np.float32)).clamp_min(0).square(), known, True)
-        out[s:s + len(part)], var[s:s + len(part)] = c.numpy(), v.numpy()
+        out[s:s + len(part)] = centroids(torch.from_numpy(np.asarray(part, np.float32)).clamp_min(0).square(),
+                                         known).numpy()
         release_pages(part)
-    return out, var
+    return out
 
 
 def predicted_centroids(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, known: torch.Tensor,
@@ -88,7 +82,8 @@ def predicted_centroids(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np
     """(M, 2) centroids of the patterns |FFT(P O)|^2 that `obj` predicts at (y, x)."""
     n, m = probe.shape[0], len(y)
     iy, ix, fy, fx = window_origins(y, x, n)
-    obj_t, probe_t = torch.from_numpy(obj.astype(np.complex64, copy=False)), torch.from_numpy(probe.astype(np.complex64))
+    obj_t = torch.from_numpy(obj.astype(np.complex64, copy=False))
+    probe_t = torch.from_numpy(probe.astype(np.complex64))
     r = torch.arange(n)
     out = np.empty((m, 2))
     for s in range(0, m, chunk):
@@ -190,51 +185,38 @@ def _upsample(u: np.ndarray, d: int, origin: tuple[int, int], shape) -> np.ndarr
     return u
 
 
-STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted slow phase the held-out check weighs
-HELD_OUT_EVERY = 10  # every tenth pattern in raster order (spread over the scan) judges the fit
-MIN_JUDGES = 10  # fewer judges (a scan of under ~100 patterns) cannot tell: no correction
+MIN_PATTERNS = 100  # fewer cannot tell the slow phase from the noise: no correction
 
 
 def slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
                scale: float, patterns: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The smooth phase (H, W) that brings the centroids `obj` predicts toward the
-    measured ones, and the strength it was given. The phase-gradient errors (measured
-    minus predicted centroids over N / (2 pi): the probe-weighted mean gradient of the
-    phase error at each position) are spread over the canvas by a Gaussian of `scale`
-    probe radii (probe_radius) and integrated (_integrated). How much of it to add is
-    judged first: fitted without every tenth pattern, the fraction of STRENGTHS whose
-    lowering of those patterns' squared centroid mismatch, less one standard deviation
-    of that lowering's Poisson noise, is largest; none when no lowering exceeds its
-    noise (at low dose the centroids are mostly noise), or when there are fewer than
-    MIN_JUDGES to judge. That fraction of the fit over every pattern is returned.
+    measured ones, and the fraction of the fit it holds. The phase-gradient errors
+    (measured minus predicted centroids over N / (2 pi): the probe-weighted mean
+    gradient of the phase error at each position) are spread over the canvas by a
+    Gaussian of `scale` probe radii (probe_radius) and integrated (_integrated). The
+    fit is shrunk by how far it is signal: fitted again from each half of the patterns
+    (alternate ones in raster order), the two agree in the slow phase and differ in
+    the noise, so their product over the lit canvas estimates the signal's power and
+    the full fit's square its power with the noise; their ratio (0..1) is the Wiener
+    factor applied. At low dose the centroids are mostly noise and little is added.
     `patterns`: the indices of the patterns to use (default all)."""
     if patterns is not None:
         amplitude, y, x = _Rows(amplitude, patterns), y[patterns], x[patterns]
-    held = np.zeros(len(y), bool)
-    held[np.lexsort((x, y))[HELD_OUT_EVERY // 2::HELD_OUT_EVERY]] = True  # whatever the file's order
-    if held.sum() < MIN_JUDGES:
+    if len(y) < MIN_PATTERNS:
         return np.zeros(obj.shape, np.float32), 0.0
     known = _known(probe.shape[0], bad_pixels)
-    measured, noise = measured_centroids(amplitude, known)
-    predicted = predicted_centroids(obj, probe, y, x, known)
-    g = _per_radian(measured - predicted, probe)
+    g = _per_radian(measured_centroids(amplitude, known) - predicted_centroids(obj, probe, y, x, known), probe)
     sigma = scale * probe_radius(probe)
-    trial = _integrated(g[~held], probe, y[~held], x[~held], obj.shape, sigma)
-
-    def sure_gain(strength):
-        """How much the strength lowers the judges' squared centroid mismatch, less one
-        standard deviation (from the measured centroids' noise) of that lowering."""
-        before = predicted[held]
-        after = predicted_centroids(obj * np.exp(1j * strength * trial).astype(np.complex64), probe, y[held],
-                                    x[held], known)
-        change = after - before
-        gain = np.sum(change * (2 * measured[held] - before - after))
-        return float(gain - 2 * np.sqrt(np.sum(change ** 2 * noise[held])))
-
-    best = max(STRENGTHS, key=sure_gain)
-    if best == 0:
-        return np.zeros(obj.shape, np.float32), 0.0
-    return best * _integrated(g, probe, y, x, obj.shape, sigma), best
+    order = np.lexsort((x, y))  # whatever the file's order
+    lit = np.abs(obj) > 0
+    fits = []
+    for part in (order[0::2], order[1::2], order):
+        u = _integrated(g[part], probe, y[part], x[part], obj.shape, sigma)
+        fits.append(u - u[lit].mean())
+    first, second, whole = fits
+    factor = float(np.clip(np.sum((first * second)[lit]) / max(float(np.sum(whole[lit] ** 2)), 1e-30), 0.0, 1.0))
+    return factor * whole, factor
 
 
 def _integrated(g: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, shape, sigma: float) -> np.ndarray:
