@@ -161,7 +161,7 @@ class InferConfig:
     align_phase: bool = opt(True, "solve for each patch's global phase from the overlaps before stitching")
     centroid_phase: float = opt(1.0, "after stitching, correct the object's slow phase by the patterns' centres of "
                                 "mass (differential phase contrast), smoothed over this many probe radii (rms of "
-                                "its intensity), as far as every tenth pattern, left out of the fit, confirms it; "
+                                "its intensity) and shrunk by how far two halves of the patterns agree on it; "
                                 "0 = off", min=0.0)
 
 
