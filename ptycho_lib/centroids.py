@@ -28,12 +28,12 @@ from .linalg import conjugate_gradient
 from .physics import far_field
 
 
-def centroids(intensity: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+def centroids(intensity: torch.Tensor) -> torch.Tensor:
     """Intensity centroids (B, 2) = (row, column) in detector pixels from the centre
-    pixel N/2 of centred patterns (B, N, N), over the `known` pixels."""
+    pixel N/2 of centred patterns (B, N, N)."""
     n = intensity.shape[-1]
     q = torch.arange(n, dtype=torch.float64) - n // 2
-    w = (intensity * known).double()
+    w = intensity.double()
     total = w.sum((-2, -1)).clamp_min(1e-30)
     rows, cols = w.sum(-1), w.sum(-2)  # the projections on each axis
     return torch.stack([(rows * q).sum(-1) / total, (cols * q).sum(-1) / total], -1)
@@ -55,31 +55,17 @@ def probe_radius(probe: np.ndarray) -> float:
     return float(np.sqrt((p.sum(1) @ (r - cy) ** 2 + p.sum(0) @ (r - cx) ** 2) / p.sum()))
 
 
-def _known(n: int, bad_pixels) -> torch.Tensor:
-    """The detector pixels that measure (N, N) bool."""
-    return torch.ones(n, n, dtype=torch.bool) if bad_pixels is None else ~torch.from_numpy(bad_pixels)
-
-
 def _per_radian(shift: np.ndarray, probe: np.ndarray) -> np.ndarray:
     """Centroid shifts (detector pixels) as phase gradients (rad per object pixel)."""
     return shift * (2 * math.pi / probe.shape[0])
 
 
-def measured_centroids(amplitude, known: torch.Tensor, chunk: int = 256) -> np.ndarray:
-    """(M, 2) centroids of the measured patterns (amplitudes (M, N, N), sqrt of the
-    counts, read `chunk` at a time: a memory map stays one)."""
-    out = np.empty((len(amplitude), 2))
-    for s in range(0, len(amplitude), chunk):
-        part = amplitude[s:s + chunk]
-        out[s:s + len(part)] = centroids(torch.from_numpy(np.asarray(part, np.float32)).clamp_min(0).square(),
-                                         known).numpy()
-        release_pages(part)
-    return out
-
-
-def predicted_centroids(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, known: torch.Tensor,
-                        chunk: int = 256) -> np.ndarray:
-    """(M, 2) centroids of the patterns |FFT(P O)|^2 that `obj` predicts at (y, x)."""
+def centroid_errors(obj: np.ndarray, probe: np.ndarray, amplitude, y: np.ndarray, x: np.ndarray,
+                    chunk: int = 256) -> np.ndarray:
+    """(M, 2) measured minus predicted centroids (detector pixels) of the patterns at
+    (y, x) on `obj`'s canvas: the measured ones from the amplitudes (M, N, N), sqrt of
+    the counts, read `chunk` at a time (a memory map stays one), the predicted ones of
+    |FFT(P O)|^2."""
     n, m = probe.shape[0], len(y)
     iy, ix, fy, fx = window_origins(y, x, n)
     obj_t = torch.from_numpy(obj.astype(np.complex64, copy=False))
@@ -88,11 +74,15 @@ def predicted_centroids(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np
     out = np.empty((m, 2))
     for s in range(0, m, chunk):
         b = slice(s, min(s + chunk, m))
+        part = amplitude[b]
+        measured = torch.from_numpy(np.asarray(part, np.float32)).clamp_min(0).square()
+        release_pages(part)
         # (a window reaching past the canvas, which the data contract refuses, sees its edge)
         rows = (torch.from_numpy(iy[b])[:, None, None] + r[None, :, None]).clamp(0, obj.shape[0] - 1)
         cols = (torch.from_numpy(ix[b])[:, None, None] + r[None, None, :]).clamp(0, obj.shape[1] - 1)
         shifted = apply_ramps(probe_t, shift_ramps(torch.from_numpy(np.stack([fy[b], fx[b]], 1)), n))
-        out[b] = centroids(far_field(shifted * obj_t[rows, cols]).abs().square(), known).numpy()
+        predicted = far_field(shifted * obj_t[rows, cols]).abs().square()
+        out[b] = (centroids(measured) - centroids(predicted)).numpy()
     return out
 
 
@@ -200,13 +190,15 @@ def slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.
     the noise, so their product over the lit canvas estimates the signal's power and
     the full fit's square its power with the noise; their ratio (0..1) is the Wiener
     factor applied. At low dose the centroids are mostly noise and little is added.
-    `patterns`: the indices of the patterns to use (default all)."""
+    No correction for a scan with unmeasured detector pixels: the theorem needs the
+    whole pattern, and completing it by the prediction still lowered a test scan's
+    phase (docs/method.md). `patterns`: the indices of the patterns to use (default
+    all)."""
     if patterns is not None:
         amplitude, y, x = _Rows(amplitude, patterns), y[patterns], x[patterns]
-    if len(y) < MIN_PATTERNS:
+    if len(y) < MIN_PATTERNS or (bad_pixels is not None and bad_pixels.any()):
         return np.zeros(obj.shape, np.float32), 0.0
-    known = _known(probe.shape[0], bad_pixels)
-    g = _per_radian(measured_centroids(amplitude, known) - predicted_centroids(obj, probe, y, x, known), probe)
+    g = _per_radian(centroid_errors(obj, probe, amplitude, y, x), probe)
     sigma = scale * probe_radius(probe)
     order = np.lexsort((x, y))  # whatever the file's order
     lit = np.abs(obj) > 0
