@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from .geometry import apply_ramps, shift_ramps, window_origins
+from .geometry import apply_ramps, canvas_windows
 from .io import release_pages
 from .linalg import conjugate_gradient
 from .physics import far_field
@@ -67,21 +67,17 @@ def centroid_errors(obj: np.ndarray, probe: np.ndarray, amplitude, y: np.ndarray
     the counts, read `chunk` at a time (a memory map stays one), the predicted ones of
     |FFT(P O)|^2."""
     n, m = probe.shape[0], len(y)
-    iy, ix, fy, fx = window_origins(y, x, n)
-    obj_t = torch.from_numpy(obj.astype(np.complex64, copy=False))
+    index, ramp = canvas_windows(y, x, n, obj.shape)
+    flat = torch.from_numpy(obj.astype(np.complex64, copy=False)).reshape(-1)
     probe_t = torch.from_numpy(probe.astype(np.complex64))
-    r = torch.arange(n)
     out = np.empty((m, 2))
     for s in range(0, m, chunk):
         b = slice(s, min(s + chunk, m))
         part = amplitude[b]
         measured = torch.from_numpy(np.asarray(part, np.float32)).clamp_min(0).square()
         release_pages(part)
-        # (a window reaching past the canvas, which the data contract refuses, sees its edge)
-        rows = (torch.from_numpy(iy[b])[:, None, None] + r[None, :, None]).clamp(0, obj.shape[0] - 1)
-        cols = (torch.from_numpy(ix[b])[:, None, None] + r[None, None, :]).clamp(0, obj.shape[1] - 1)
-        shifted = apply_ramps(probe_t, shift_ramps(torch.from_numpy(np.stack([fy[b], fx[b]], 1)), n))
-        predicted = far_field(shifted * obj_t[rows, cols]).abs().square()
+        patches = flat[index[b].reshape(-1)].reshape(-1, n, n)
+        predicted = far_field(apply_ramps(probe_t, ramp[b]) * patches).abs().square()
         out[b] = (centroids(measured) - centroids(predicted)).numpy()
     return out
 

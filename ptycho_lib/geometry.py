@@ -81,3 +81,16 @@ def apply_ramps(img: torch.Tensor, ramp: torch.Tensor) -> torch.Tensor:
     image (H, W) and a stack of ramps give the stack of its shifted copies, for the cost
     of one forward transform."""
     return torch.fft.ifft2(torch.fft.fft2(img) * ramp)
+
+
+def canvas_windows(y, x, n: int, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat canvas indices (M, N, N) of each window's pixels on a canvas of `shape`,
+    and the Fourier ramps that move the probe by each position's sub-pixel remainder
+    (the solver's and the centroids' forward model)."""
+    iy, ix, fy, fx = window_origins(y, x, n)
+    h, w = shape
+    if iy.min() < 0 or ix.min() < 0 or iy.max() + n > h or ix.max() + n > w:
+        raise ValueError("positions put windows outside the object canvas")
+    r = np.arange(n)
+    index = (iy[:, None, None] + r[None, :, None]) * w + ix[:, None, None] + r[None, None, :]
+    return torch.from_numpy(index), shift_ramps(torch.from_numpy(np.stack([fy, fx], 1)), n)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .config import SolverConfig
-from .geometry import apply_ramps, lit, shift_ramps, window_origins
+from .geometry import apply_ramps, canvas_windows, lit, window_origins
 from .physics import counts_of, far_field, poisson_nll, predicted_counts
 
 
@@ -49,7 +49,7 @@ class Solver:
         self.meas = torch.from_numpy(np.ascontiguousarray(amplitude, np.float32))
         self.probe = torch.from_numpy(probe.astype(np.complex64))
         self.obj = torch.from_numpy(init_object.astype(np.complex64)).clone()
-        self.flat_index, self.ramp = _windows(y, x, self.n, self.obj.shape)
+        self.flat_index, self.ramp = canvas_windows(y, x, self.n, self.obj.shape)
         self._origins = window_origins(y, x, self.n)[:2]
         self.far_step = torch.full((len(self.meas),), 0.5)  # lsqml: each pattern's last far-field step
         self.rng = np.random.default_rng(cfg.seed)
@@ -238,7 +238,7 @@ def pattern_nll(obj, probe, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray,
     saturated model: 0 is a perfect fit; the noise keeps it above 0 for any object."""
     obj, probe = torch.as_tensor(obj, dtype=torch.complex64), torch.as_tensor(probe, dtype=torch.complex64)
     n = probe.shape[-1]
-    index, ramp = _windows(y, x, n, obj.shape)
+    index, ramp = canvas_windows(y, x, n, obj.shape)
     flat, total, photons = obj.reshape(-1), 0.0, 0.0
     for s in range(0, len(amplitude), chunk):
         b = slice(s, s + chunk)
@@ -248,18 +248,6 @@ def pattern_nll(obj, probe, amplitude: np.ndarray, y: np.ndarray, x: np.ndarray,
         total += float(poisson_nll(predicted_counts(shifted, patch).double(), counts, 1.0).sum())
         photons += float(counts.clamp_min(0).sum())
     return total / max(photons, 1e-30)
-
-
-def _windows(y, x, n: int, shape) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat canvas indices (M, N, N) of each window's pixels, and the Fourier ramps that
-    move the probe by each position's sub-pixel remainder."""
-    iy, ix, fy, fx = window_origins(y, x, n)
-    h, w = shape
-    if iy.min() < 0 or ix.min() < 0 or iy.max() + n > h or ix.max() + n > w:
-        raise ValueError("positions put windows outside the object canvas")
-    r = np.arange(n)
-    index = (iy[:, None, None] + r[None, :, None]) * w + ix[:, None, None] + r[None, None, :]
-    return torch.from_numpy(index), shift_ramps(torch.from_numpy(np.stack([fy, fx], 1)), n)
 
 
 def spread_subset(m: int, fraction: float) -> np.ndarray:
