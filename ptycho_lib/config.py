@@ -76,9 +76,13 @@ class DatasetConfig:
     pattern_size: int | None = opt(None, "crop the patterns to N x N around the beam centre; null = the probe's "
                                    "size (without a probe: the largest multiple of 16 that fits)", type=int, min=16,
                                    multiple_of=16, only=("convert",))
-    adapt_epochs: int = opt(0, "fine-tune the dataset's model on this scan for this many epochs (the training "
-                            "loss, from the model's weights) and reconstruct with the result "
+    adapt_epochs: int = opt(0, "fine-tune the dataset's model on this scan for this many epochs (from the "
+                            "model's weights, taught as adapt_teacher says) and reconstruct with the result "
                             "(results/adapt/NAME/); 0 = the model as it is", min=0, only=())
+    adapt_teacher: bool = opt(True, "the adaptation learns the reused model's refined reconstruction of this scan "
+                              "(results/adapt/NAME/teacher.npz): each pattern's patch is pulled toward its window "
+                              "there, which takes a third of the epochs of fitting the counts (docs/method.md); "
+                              "false = the training loss", only=())
     refine_probe: bool = opt(False, "the file's probe is only approximate (an estimate, a blurred or older one): "
                              "the baseline refines it, the network and its reconstruction use that refined probe "
                              "(results/probed/NAME.npz), and the refinement refines it further", only=())

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from .geometry import apply_ramps, canvas_geometry, shift_ramps, window_origins
+from .geometry import apply_ramps, canvas_geometry, canvas_windows, shift_ramps, window_origins
 from .io import release_pages
 from .neighbours import nearest_neighbours
 from .physics import counts_of, far_field, scale_probe
@@ -43,20 +43,32 @@ def make_groups(pos: np.ndarray, gridsize: int, neighbours: int, n_groups: int, 
     return np.concatenate([seeds[:, None], np.take_along_axis(nn[seeds], picks, 1)], 1)
 
 
+def teacher_patches(obj: np.ndarray, y: np.ndarray, x: np.ndarray, n: int) -> torch.Tensor:
+    """(M, N, N) complex64: the window of `obj` at each position (y, x on its canvas),
+    in the frame of the network's patch for that pattern (the sub-pixel part moved
+    back, so stitching the patches rebuilds `obj`): what an adaptation taught by a
+    refined reconstruction pulls each patch toward (model.patch_distance)."""
+    index, ramps = canvas_windows(y, x, n, obj.shape)
+    windows = torch.from_numpy(np.asarray(obj, np.complex64).ravel()[index.numpy()])
+    return torch.fft.ifft2(torch.fft.fft2(windows) * ramps.conj())  # the ramp's conjugate moves the other way
+
+
 class GroupDataset(Dataset):
     """Items: (network inputs (C, K, N, N), counts (C, N, N), offsets (C, 2) from the
     group centre in pixels, `scan_index`: which of the training scans the group is
-    from, so the loss uses that scan's probe and dose). The inputs of every pattern
-    are made once, by `prepare` (the network's `inputs`, given the scaled amplitudes),
-    before training starts."""
+    from, so the loss uses that scan's probe and dose), and with `targets` (M, N, N)
+    (a teacher's patch for every pattern of the scan, teacher_patches) the members'
+    targets (C, N, N) last. The inputs of every pattern are made once, by `prepare`
+    (the network's `inputs`, given the scaled amplitudes), before training starts."""
 
     def __init__(self, scan: Scan, indices: np.ndarray, groups: np.ndarray, scale: float, prepare,
-                 scan_index: int = 0, chunk: int = 256):
+                 scan_index: int = 0, chunk: int = 256, targets: torch.Tensor | None = None):
         self.scan_index = scan_index
         amp = torch.from_numpy(np.ascontiguousarray(mark_unmeasured(scan.amplitude[indices], scan.bad_pixels)))
         self.counts = counts_of(amp)
         self.pos = torch.from_numpy(scan.positions[indices])
         self.groups = torch.from_numpy(groups)
+        self.targets = None if targets is None else targets[torch.from_numpy(np.asarray(indices))]
         with torch.no_grad():
             self.inputs = torch.cat([prepare(amp[s:s + chunk] * scale) for s in range(0, len(amp), chunk)])
 
@@ -64,21 +76,24 @@ class GroupDataset(Dataset):
         return len(self.groups)
 
     def __getitem__(self, i):
-        inputs, counts, offsets, _ = self.__getitems__([i])
-        return inputs[0], counts[0], offsets[0], self.scan_index
+        inputs, counts, offsets, _, *targets = self.__getitems__([i])
+        return inputs[0], counts[0], offsets[0], self.scan_index, *(t[0] for t in targets)
 
     def __getitems__(self, indices) -> list[torch.Tensor]:
         """The items `indices` as one batch, each field gathered in one indexing
         operation (item by item, the loader's small copies outlast a GPU's step)."""
         g = self.groups[torch.as_tensor(indices)]
-        return [*gathered(self.inputs, self.counts, self.pos, g), torch.full((len(g),), self.scan_index)]
+        inputs, counts, offsets, *targets = gathered(self.inputs, self.counts, self.pos, g, self.targets)
+        return [inputs, counts, offsets, torch.full((len(g),), self.scan_index), *targets]
 
 
-def gathered(inputs: torch.Tensor, counts: torch.Tensor, pos: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
+def gathered(inputs: torch.Tensor, counts: torch.Tensor, pos: torch.Tensor, g: torch.Tensor,
+             targets: torch.Tensor | None = None) -> list[torch.Tensor]:
     """The inputs, counts and offsets from the group centre (pixels) of groups `g`
-    (rows of pattern indices), one indexing operation per field."""
+    (rows of pattern indices), and the targets when there are any, one indexing
+    operation per field."""
     p = pos[g]
-    return [inputs[g], counts[g], (p - p.mean(1, keepdim=True)).float()]
+    return [inputs[g], counts[g], (p - p.mean(1, keepdim=True)).float(), *(() if targets is None else (targets[g],))]
 
 
 class ScansDataset(ConcatDataset):
@@ -94,7 +109,9 @@ class ScansDataset(ConcatDataset):
         if self.joined is not None:
             t = self.joined
             i = torch.as_tensor(indices, device=t["groups"].device)
-            return [*gathered(t["inputs"], t["counts"], t["pos"], t["groups"][i]), t["scan"][i]]
+            inputs, counts, offsets, *targets = gathered(t["inputs"], t["counts"], t["pos"], t["groups"][i],
+                                                         t.get("targets"))
+            return [inputs, counts, offsets, t["scan"][i], *targets]
         indices = torch.as_tensor(indices)
         which = torch.bucketize(indices, torch.tensor(self.cumulative_sizes), right=True)
         batch = None
@@ -120,13 +137,14 @@ class ScansDataset(ConcatDataset):
         sets = self.datasets
         starts = np.cumsum([0] + [len(d.inputs) for d in sets[:-1]])
         self.joined = {name: torch.cat([getattr(d, name).to(device) for d in sets])
-                       for name in ("inputs", "counts", "pos")}
+                       for name in ("inputs", "counts", "pos", "targets") if getattr(sets[0], name) is not None}
         self.joined["groups"] = torch.cat([d.groups.to(device) + int(k) for d, k in zip(sets, starts)])
         self.joined["scan"] = torch.cat([torch.full((len(d),), d.scan_index, device=device) for d in sets])
         return self
 
     def nbytes(self) -> int:
-        return sum(t.nbytes for d in self.datasets for t in (d.inputs, d.counts, d.pos, d.groups))
+        return sum(t.nbytes for d in self.datasets for t in (d.inputs, d.counts, d.pos, d.groups, d.targets)
+                   if t is not None)
 
 
 def as_batch(batch):

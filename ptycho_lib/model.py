@@ -123,10 +123,24 @@ class PtychoNet(nn.Module):
         return torch.polar(amp, phase)
 
 
+def patch_distance(patches: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Each patch's weighted squared distance to its target up to a global phase,
+    min over phi of sum w |patch - exp(i phi) target|^2, over sum w: (...,) for patches
+    and targets (..., N, N) and weight (N, N) (the probe's normalised intensity). A
+    patch's global phase is free (the counts do not see it, stitching aligns it), so
+    the distance does not ask for it."""
+    overlap = (weight * patches * targets.conj()).sum((-2, -1)).abs()
+    power = (weight * (patches.abs().square() + targets.abs().square())).sum((-2, -1))
+    return (power - 2 * overlap) / weight.sum((-2, -1))
+
+
 class PINN(L.LightningModule):
     """Trains PtychoNet through the forward model: predicted counts |FFT(P * O)|^2 with
     the probe on the photon scale, Poisson NLL against the measured counts, and (for
-    gridsize > 1) the overlap constraint tying a group's patches together."""
+    gridsize > 1) the overlap constraint tying a group's patches together. A batch
+    that carries targets (a teacher's patches: data.teacher_patches) is a taught
+    adaptation instead: the loss is each patch's distance to its target
+    (patch_distance), the forward model is not needed."""
 
     def __init__(self, probe: torch.Tensor, nphotons: float | list[float], input_scale: float, model: ModelConfig,
                  gridsize: int = 2, learning_rate: float = 1e-3, schedule: dict | None = None,
@@ -152,23 +166,28 @@ class PINN(L.LightningModule):
         self.register_buffer("weight", (w / w.amax((-2, -1), keepdim=True)).float())
         self.register_buffer("photons", torch.tensor(photons))
 
-    def group_counts(self, x: torch.Tensor, offsets: torch.Tensor, scans: torch.Tensor | None = None
-                     ) -> torch.Tensor:
-        """Predicted counts of each group member; x (B, C, K, N, N) = the members'
-        network inputs (PtychoNet.inputs), `scans` (B,) = each group's scan (needed
-        when the module holds several scans' probes)."""
+    def group_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's patches (B, C, N, N) of each group member; x (B, C, K, N, N) =
+        the members' network inputs (PtychoNet.inputs)."""
         b, c, k, n, _ = x.shape
         # the network in bf16 when asked (mixed precision); the physics always in float32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.hparams.bf16):
             amp, phase = self.net.from_inputs(x.reshape(b * c, k, n, n))
-        patches = torch.polar(amp.float(), phase.float()).reshape(b, c, n, n)
+        return torch.polar(amp.float(), phase.float()).reshape(b, c, n, n)
+
+    def group_counts(self, x: torch.Tensor, offsets: torch.Tensor, scans: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """Predicted counts of each group member; `scans` (B,) = each group's scan
+        (needed when the module holds several scans' probes)."""
         probe, weight = (self.probe, self.weight) if self.probe.dim() == 2 else (
             self.probe[scans][:, None], self.weight[scans][:, None])
-        patches = physics.overlap_constraint(patches, offsets, weight, self.hparams.align_phase)
+        patches = physics.overlap_constraint(self.group_patches(x), offsets, weight, self.hparams.align_phase)
         return physics.predicted_counts(probe, patches)
 
     def _loss(self, batch):
-        x, counts, offsets, scans = batch
+        x, counts, offsets, scans, *targets = batch
+        if targets:  # taught by a refined reconstruction (one scan: its weight is self.weight)
+            return patch_distance(self.group_patches(x), targets[0], self.weight).mean()
         lam = self.group_counts(x, offsets, scans)
         if self.hparams.loss == "poisson":
             if self.probe.dim() == 2:

@@ -103,15 +103,17 @@ def code_digest(folder: Path = Path(__file__).parent) -> str:
     return h.hexdigest()
 
 
-def fingerprint(scans, configs, accelerator: str, init: dict | None = None) -> dict:
+def fingerprint(scans, configs, accelerator: str, init: dict | None = None, teacher=None) -> dict:
     """What a checkpoint must share with this run to be resumed: the arrays of every
     scan used (training and validation), every setting, the weights started from
-    (`init`, when adapting a model), the device kind, the version and the code."""
+    (`init`, when adapting a model) and the patches taught (`teacher`), the device
+    kind, the version and the code."""
     return {
         "code": code_digest(),
         "data": [_array_digest(s.amplitude, s.probe, s.x, s.y, np.float64(s.nphotons),
                                *(() if s.bad_pixels is None else (s.bad_pixels,))) for s in scans if s],
         "init": _array_digest(*(init[k].numpy() for k in sorted(init))) if init else None,
+        **({"teacher": _array_digest(teacher.numpy())} if teacher is not None else {}),
         "config": {type(c).__name__: asdict(c) for c in configs},
         "accelerator": accelerator,
         "library_version": __version__,

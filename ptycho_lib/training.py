@@ -27,22 +27,26 @@ from .scan import Scan, split_rows
 
 
 def build_datasets(scans: list[Scan], val_scan: Scan | None, data: DataConfig, seed: int, scales: list[float],
-                   prepare):
+                   prepare, teacher: torch.Tensor | None = None):
     """Training and validation sets (network inputs made by `prepare`) of one or more
     scans: each scan's groups apart (a group never mixes scans), its patterns scaled by
     its own input scale in `scales` (as inference scales each scan) and its items
     tagged with its index in `scans` (the probe and dose of the loss). Validation is `val_scan` when
     given, else a held-out band of rows of every training scan. The training set adds
     data.simulated_scans scans of random objects made like the scans in turn
-    (simulate_like, seeded from `seed`); validation stays on measured data."""
+    (simulate_like, seeded from `seed`); validation stays on measured data. `teacher`:
+    the target patch of every pattern of the one training scan (data.teacher_patches),
+    carried by its training and validation groups."""
+    if teacher is not None and (len(scans) != 1 or data.simulated_scans):
+        raise ValueError("a teacher's patches teach one measured scan: no further or simulated scans")
     train_sets, val_sets = [], []
     for k, (scan, scale) in enumerate(zip(scans, scales)):
         tr, va = split_rows(scan.y, 0.0 if val_scan else data.val_fraction)
         groups = make_groups(scan.positions[tr], data.gridsize, data.neighbours, data.n_groups, seed + 3 * k)
-        train_sets.append(GroupDataset(scan, tr, groups, scale, prepare, k))
+        train_sets.append(GroupDataset(scan, tr, groups, scale, prepare, k, targets=teacher))
         if val_scan is None and len(va) >= data.gridsize**2:
             groups = make_groups(scan.positions[va], data.gridsize, data.neighbours, 0, seed + 3 * k + 1)
-            val_sets.append(GroupDataset(scan, va, groups, scale, prepare, k))
+            val_sets.append(GroupDataset(scan, va, groups, scale, prepare, k, targets=teacher))
     for j in range(data.simulated_scans):
         k = j % len(scans)
         sim = simulate_like(scans[k], seed=1000 * (seed + 1) + j)
@@ -138,7 +142,8 @@ def make_loaders(train_set, val_set, train_cfg: TrainConfig, execution: ExecConf
 
 def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: DataConfig, model: ModelConfig,
           train_cfg: TrainConfig, execution: ExecConfig, data_sha256: str = "",
-          callbacks: tuple[Callback, ...] = (), init: dict[str, torch.Tensor] | None = None) -> Path | None:
+          callbacks: tuple[Callback, ...] = (), init: dict[str, torch.Tensor] | None = None,
+          teacher: torch.Tensor | None = None) -> Path | None:
     """Fit the PINN on one scan or several (scans of one instrument setting: one pattern
     size; their probes and doses may differ). Writes into out_dir: last.ckpt (final
     epoch), best.ckpt (best by the monitor, with a `selection` record), checkpoints/
@@ -146,7 +151,9 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
     in the extra DDP processes. `callbacks` are added to the Trainer's (a benchmark
     scores the network each epoch). `init`: a network's state_dict to start from
     instead of a fresh network (adaptation of a reused model to a new scan; `model`
-    must describe that network's architecture)."""
+    must describe that network's architecture). `teacher`: (M, N, N) patches, one per
+    pattern of the one scan (data.teacher_patches of a refined reconstruction), that
+    the network learns instead of fitting the counts (a taught adaptation, PINN)."""
     out_dir = Path(out_dir)
     scans = [scans] if isinstance(scans, Scan) else list(scans)
     if len({s.n for s in scans}) > 1:
@@ -161,7 +168,7 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
                   runtime.use_bf16(train_cfg.precision, accelerator))
     if init is not None:
         start_from(module, init)
-    train_set, val_set = build_datasets(scans, val_scan, data, train_cfg.seed, scales, module.net.inputs)
+    train_set, val_set = build_datasets(scans, val_scan, data, train_cfg.seed, scales, module.net.inputs, teacher)
     if val_set is None and train_cfg.checkpoint_monitor == "val_loss":
         raise ValueError("--checkpoint-monitor val_loss needs validation data: raise --val-fraction, give "
                          "--test_data_file, or monitor train_loss")
@@ -182,7 +189,7 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
             ckpt_path = launcher_decision(work)
         else:
             ckpt_path = resume_point(work, fingerprint([*scans, val_scan], [data, model, train_cfg], accelerator,
-                                                       init))
+                                                       init, teacher))
             announce(work, ckpt_path)
         trainer = L.Trainer(
             max_epochs=train_cfg.max_epochs, accelerator=accelerator, devices=execution.devices,

@@ -3,7 +3,8 @@ new scan as a stage of its own.
 
 The workflow tests use one temporary copy of the repository with three tiny scans: the
 model `inst` is trained on a and c; scan b is reconstructed by `inst` adapted to b for
-one epoch (`adapt_epochs: 1`).
+one epoch (`adapt_epochs: 1`), taught by inst's refined reconstruction of b (the
+`teacher` rule).
 """
 
 import io
@@ -83,7 +84,7 @@ def built(tmp_path_factory):
     (work / "config/config.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(work, "results/recon/b.png", "--cores", "2")
     assert planned_jobs(out.stdout + out.stderr) == {"validate": 3, "transpose": 3, "train": 1, "export": 1,
-                                                     "adapt": 1, "recon": 1, "render": 1}
+                                                     "teacher": 1, "adapt": 1, "recon": 1, "render": 1}
     return work
 
 
@@ -106,6 +107,8 @@ def test_adaptation_starts_from_the_reused_weights(built):
     assert prov["init_model"] == {"path": "results/models/inst/wts.h5.zip",
                                   "sha256": sha256_file(built / "results/models/inst/wts.h5.zip")}
     assert prov["train_data"]["path"] == "results/canonical/b.npz"
+    assert prov["teacher"] == {"path": "results/adapt/b/teacher.npz",
+                               "sha256": sha256_file(built / "results/adapt/b/teacher.npz")}
 
 
 def test_training_from_given_weights_starts_there(tmp_path):
@@ -134,10 +137,12 @@ def would_run(work, *args) -> dict[str, int]:
 
 @pytest.mark.parametrize("change, expected", [
     ("nothing", {}),
-    ("new raw content, adapted scan b", {"validate": 1, "transpose": 1, "adapt": 1, "recon": 1, "render": 1}),
-    ("new raw content, training scan c", {"validate": 1, "transpose": 1, "train": 1, "export": 1, "adapt": 1,
-                                          "recon": 1, "render": 1}),
+    ("new raw content, adapted scan b", {"validate": 1, "transpose": 1, "teacher": 1, "adapt": 1, "recon": 1,
+                                         "render": 1}),
+    ("new raw content, training scan c", {"validate": 1, "transpose": 1, "train": 1, "export": 1, "teacher": 1,
+                                          "adapt": 1, "recon": 1, "render": 1}),
     ("adapt_epochs 2", {"adapt": 1, "recon": 1, "render": 1}),
+    ("adapt_teacher false", {"adapt": 1, "recon": 1, "render": 1}),
 ])
 def test_adaptation_reruns_alone_when_only_the_new_scan_changes(built, change, expected, tmp_path):
     args = []
@@ -145,8 +150,9 @@ def test_adaptation_reruns_alone_when_only_the_new_scan_changes(built, change, e
         path = built / f"resources/{change[-1]}.npz"
         old = path.read_bytes()
         write_npz(path, simulate(replace(SPECS[change[-1]], object_seed=99)))
-    elif change.startswith("adapt_epochs"):
-        (tmp_path / "c.yaml").write_text(yaml.safe_dump({"datasets": {"b": {"adapt_epochs": 2}}}))
+    elif change.startswith("adapt_"):
+        key, value = change.split()
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({"datasets": {"b": {key: yaml.safe_load(value)}}}))
         args = ["--configfile", str(tmp_path / "c.yaml")]
     try:
         assert would_run(built, *args) == expected

@@ -147,6 +147,13 @@ def adapts(dataset):
     return dataset_settings(dataset)["adapt_epochs"] > 0
 
 
+def teacher_of(wc):
+    """The adapt rule's teacher (the reused model's refined reconstruction), when taught."""
+    if dataset_settings(wc.dataset)["adapt_teacher"]:
+        return f"results/adapt/{wc.dataset}/teacher.npz"
+    return []
+
+
 def bundle_of(dataset):
     """The model bundle that reconstructs a dataset: the adapted one, else the model's."""
     if adapts(dataset):

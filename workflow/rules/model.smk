@@ -48,10 +48,44 @@ rule train:
         " {params.flags} --accelerator {resources.accelerator} --threads {threads} --quiet 2> {log}"
 
 
+rule teacher:
+    input:
+        bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
+        data=lambda wc: scan_file(wc.dataset),
+        sources=sources("scripts/infer.py") + sources("scripts/solve.py"),
+    output:
+        # the reused model's reconstruction as is, and refined: what the adaptation learns
+        reused="results/adapt/{dataset}/reused.npz",
+        teacher="results/adapt/{dataset}/teacher.npz",
+    log:
+        "logs/teacher/{dataset}.log",
+    benchmark:
+        "logs/timings/teacher/{dataset}.tsv"
+    conda:
+        "../envs/ptycho.yaml"
+    threads: config["execution"]["threads"]
+    resources:
+        accelerator=config["execution"]["accelerator"],
+        gpu=gpu_count(config["execution"]["accelerator"]),
+        mem_mb=config["resources"]["infer"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+    params:
+        infer=flags("infer", "infer", "solver", "execution"),
+        solve=flags("refined", "solver", "execution"),
+        gridsize=config["data"]["gridsize"],
+        probe=probe_refinement,
+    shell:
+        "(python -m scripts.infer --model-path {input.bundle} --test-data {input.data} --output {output.reused}"
+        " {params.infer} --gridsize {params.gridsize} --accelerator {resources.accelerator} --threads {threads} --quiet"
+        " && python -m scripts.solve refined --test-data {input.data} --init {output.reused} --output {output.teacher}"
+        " {params.solve} {params.probe} --threads {threads}) 2> {log}"
+
+
 rule adapt:
     input:
         bundle=lambda wc: f"results/models/{model_of(wc.dataset)}/wts.h5.zip",
         data=lambda wc: scan_file(wc.dataset),
+        teacher=teacher_of,
         sources=sources("scripts/train.py") + sources("scripts/export.py"),
     output:
         bundle="results/adapt/{dataset}/wts.h5.zip",
@@ -83,6 +117,7 @@ rule adapt:
         mpi=lambda wc: task_launcher(),
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
+        teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
         # the reused model's own scan only, for adapt_epochs epochs
         flags=lambda wc: flags(
             "train",
@@ -95,7 +130,7 @@ rule adapt:
         ),
     shell:
         "({resources.mpi} python -m scripts.train --init-model {input.bundle} --train-data-file {input.data}"
-        " --output-dir {params.outdir} {params.flags}"
+        " --output-dir {params.outdir} {params.teacher} {params.flags}"
         " --accelerator {resources.accelerator} --threads {threads} --quiet"
         " && python -m scripts.export {output.best} {output.bundle}) 2> {log}"
 
