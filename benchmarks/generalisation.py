@@ -13,8 +13,10 @@ library's trainer and the `train` stage's defaults unless said otherwise:
   the bundle --instrument-bundle, pretrained elsewhere: pretrain_instrument.py on a GPU);
 - `own`: a model trained on --test itself (what every new scan needed so far);
 - each of `single` and `instrument` reused on --test as is and adapted to it (fine-tuned
-  on --test with the training loss, starting from the reused weights) for each of
-  --adapt-epochs;
+  on --test starting from the reused weights) for each of --adapt-epochs, the ways
+  --adapt-with says: `refined`, taught by the reused model's refined reconstruction of
+  --test (the adapt stage's default; its fit time includes making that teacher), and
+  `counts`, fitting the counts with the training loss;
 - `baseline`: ePIE from a flat object for --iterations passes (300: to convergence),
   scored every 5 passes, so its converged quality and the time it takes to come within
   --margin of it are known;
@@ -35,6 +37,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +45,9 @@ import torch
 
 import scans
 from ptycho_lib.bundle import export_checkpoint, load_network
-from ptycho_lib.config import DataConfig, ExecConfig, InferConfig, ModelConfig, SolverConfig, TrainConfig
+from ptycho_lib.config import ADAPTATION, DataConfig, ExecConfig, InferConfig, ModelConfig, SolverConfig, TrainConfig
 from ptycho_lib.contract import canonicalise
+from ptycho_lib.data import teacher_patches
 from ptycho_lib.geometry import scanned_region
 from ptycho_lib.io import read_npz
 from ptycho_lib.iterative import Solver, refine
@@ -67,17 +71,29 @@ class Study:
         s = compare(obj, self.test.obj, self.region)
         return {k: round(float(s[k]), 4) for k in SCORES}
 
-    def fit(self, scans_, epochs: int, simulated: int = 0, init=None):
-        """Train (or adapt, from `init`); returns (network, seconds)."""
+    def fit(self, scans_, epochs: int, simulated: int = 0, init=None, teacher=None):
+        """Train (or adapt, from `init`, taught by `teacher` patches); returns (network, seconds)."""
         with tempfile.TemporaryDirectory() as work:
             t = time.perf_counter()
-            ckpt = train(scans_, None, work, DataConfig(simulated_scans=simulated), ModelConfig(),
-                         TrainConfig(max_epochs=epochs, logger="none"), ExecConfig(threads=self.threads, quiet=True),
-                         init=init)
+            data, train_cfg = DataConfig(simulated_scans=simulated), TrainConfig(max_epochs=epochs, logger="none")
+            if init is not None:  # as the adapt stage
+                data, train_cfg = replace(data, **ADAPTATION["data"]), replace(train_cfg, **ADAPTATION["train"])
+            ckpt = train(scans_, None, work, data, ModelConfig(), train_cfg,
+                         ExecConfig(threads=self.threads, quiet=True), init=init, teacher=teacher)
             seconds = time.perf_counter() - t
             export_checkpoint(ckpt, Path(work) / "wts.h5.zip")
             net, _ = load_network(Path(work) / "wts.h5.zip", n=self.test.n)
         return net, seconds
+
+    def teacher(self, net):
+        """What the teacher rule makes: `net`'s reconstruction of --test, refined, as
+        each pattern's patch (data.teacher_patches); returns (patches, seconds)."""
+        t = time.perf_counter()
+        rec = reconstruct(net, self.test, InferConfig(), "cpu")
+        start = np.where(np.abs(rec.object) > 0, rec.object, 1)
+        solver, _ = refine(self.test.amplitude, self.probe, rec.y, rec.x, start, SolverConfig(),
+                           SolverConfig.refine_iterations)
+        return teacher_patches(solver.obj.numpy(), rec.y, rec.x, self.test.n), time.perf_counter() - t
 
     def network_row(self, name: str, net, fit_s: float, **info) -> None:
         """Reconstruct --test with `net`, refine it, record both."""
@@ -138,6 +154,8 @@ def main():
     p.add_argument("--instrument-bundle", type=Path,
                    help="reuse this bundle as the instrument model instead of training one here")
     p.add_argument("--adapt-epochs", type=int, nargs="+", default=[1, 3, 5, 10])
+    p.add_argument("--adapt-with", nargs="+", choices=("refined", "counts"), default=["refined", "counts"],
+                   help="what adaptation learns: the reused model's refined reconstruction, or the counts")
     p.add_argument("--iterations", type=int, default=300,
                    help="baseline passes: enough to converge (fly002 needs ~180), so that its converged quality "
                         "and the time it takes to come within --margin of it are known")
@@ -163,9 +181,15 @@ def main():
             net, fit_s = study.fit(train_scans, epochs, simulated)
             study.network_row(f"{name} reused", net, 0.0, trained_s=round(fit_s, 1), epochs=epochs,
                               simulated_scans=simulated)
+        teacher, teacher_s = study.teacher(net) if "refined" in a.adapt_with else (None, 0.0)
         for e in a.adapt_epochs:
-            adapted, adapt_s = study.fit([study.test], e, init=net.state_dict())
-            study.network_row(f"{name} adapted {e}", adapted, adapt_s, adapted_epochs=e)
+            if teacher is not None:
+                adapted, adapt_s = study.fit([study.test], e, init=net.state_dict(), teacher=teacher)
+                study.network_row(f"{name} taught {e}", adapted, teacher_s + adapt_s, adapted_epochs=e,
+                                  teacher_s=round(teacher_s, 1))
+            if "counts" in a.adapt_with:
+                adapted, adapt_s = study.fit([study.test], e, init=net.state_dict())
+                study.network_row(f"{name} adapted {e}", adapted, adapt_s, adapted_epochs=e)
     own_row = study.rows["own"]
     summary = {"own_fit_s": own_row["fit_s"], "baseline_converged_s": study.rows["baseline"]["converged_s"]}
     for name, row in study.rows.items():

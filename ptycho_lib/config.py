@@ -81,7 +81,8 @@ class DatasetConfig:
                             "(results/adapt/NAME/); 0 = the model as it is", min=0, only=())
     adapt_teacher: bool = opt(True, "the adaptation learns the reused model's refined reconstruction of this scan "
                               "(results/adapt/NAME/teacher.npz): each pattern's patch is pulled toward its window "
-                              "there, which takes a third of the epochs of fitting the counts (docs/method.md); "
+                              "there, which comes closer to the scan's own model in the same epochs than fitting the counts "
+                              "(docs/method.md); "
                               "false = the training loss", only=())
     refine_probe: bool = opt(False, "the file's probe is only approximate (an estimate, a blurred or older one): "
                              "the baseline refines it, the network and its reconstruction use that refined probe "
@@ -257,6 +258,11 @@ class ExecConfig:
                                           "num_workers > 0)", type=bool, only=("train",))
     quiet: bool = opt(False, "no progress bars or summaries", only=("train", "infer"), rule=False, config=False)
 
+
+# What an adaptation (the adapt stage) sets beside its epochs: the new scan alone, every
+# pattern of it (a band held out would stay unlearnt, and the last epochs of the short
+# cosine are the best), checkpoints ranked by the training loss.
+ADAPTATION = {"data": {"simulated_scans": 0, "val_fraction": 0.0}, "train": {"checkpoint_monitor": "train_loss"}}
 
 SECTIONS = {"dataset": DatasetConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig,
             "infer": InferConfig, "solver": SolverConfig, "render": RenderConfig, "execution": ExecConfig}

@@ -211,6 +211,8 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             # checkpoints/, logs/ and the resume fingerprint live there
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            # an adaptation holds no band out (config.ADAPTATION): no validation, as asked
+            warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
             trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
         if not trainer.is_global_zero:
             return None

@@ -1,6 +1,6 @@
 """The taught adaptation: a reused network learns the refined reconstruction of a new
 scan (each pattern's patch pulled toward its window there) instead of fitting the
-counts, which needs a third of the epochs (docs/method.md, "Adaptation")."""
+counts (docs/method.md, "Adaptation, taught by the refinement")."""
 
 import subprocess
 import sys

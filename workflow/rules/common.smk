@@ -4,7 +4,7 @@
 import ast
 import os
 
-from ptycho_lib.config import cli_flags
+from ptycho_lib.config import ADAPTATION, cli_flags
 from ptycho_lib.file_types import RESOURCES, detect_format, ptychodus_product
 from ptycho_lib.formats import linked_files
 

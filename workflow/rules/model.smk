@@ -118,15 +118,18 @@ rule adapt:
     params:
         outdir=lambda wc, output: os.path.dirname(output.best),
         teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
-        # the reused model's own scan only, for adapt_epochs epochs
+        # adapt_epochs epochs of the new scan alone (ptycho_lib.config.ADAPTATION)
         flags=lambda wc: flags(
             "train",
             "data",
             "model",
             "train",
             "execution",
-            data={"simulated_scans": 0},
-            train={"max_epochs": dataset_settings(wc.dataset)["adapt_epochs"]},
+            data=ADAPTATION["data"],
+            train={
+                **ADAPTATION["train"],
+                "max_epochs": dataset_settings(wc.dataset)["adapt_epochs"],
+            },
         ),
     shell:
         "({resources.mpi} python -m scripts.train --init-model {input.bundle} --train-data-file {input.data}"
