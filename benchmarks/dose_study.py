@@ -175,7 +175,9 @@ def main():
                         "(same step, dose, gridsize, epochs and monitor; its training time is the first run's)")
     p.add_argument("--quick", action="store_true", help="12 x 12 positions, 8 epochs, 40 + 12 passes")
     p.add_argument("--centroid-phase", type=float, default=InferConfig.centroid_phase,
-                   help="the recon stage's infer.centroid_phase (0: the network's object as stitched)")
+                   help="the recon stage's infer.centroid_phase (0: no slow phase from the centroids)")
+    p.add_argument("--slow-modulus", type=float, default=InferConfig.slow_modulus,
+                   help="the recon stage's infer.slow_modulus (0: no slow modulus from the totals)")
     a = p.parse_args()
     if len(a.gridsize) == 1:
         a.gridsize = a.gridsize * len(a.steps)
@@ -199,7 +201,8 @@ def main():
                 work = Path(scratch) if a.networks is None else a.networks / case
                 work.mkdir(parents=True, exist_ok=True)
                 result, _ = run_case(spec, gridsize, a.epochs, a.checkpoint_monitor, settings, work,
-                                     infer=InferConfig(centroid_phase=a.centroid_phase))
+                                     infer=InferConfig(centroid_phase=a.centroid_phase,
+                                                       slow_modulus=a.slow_modulus))
             for method, s in result.items():
                 rows.append({"step": step, "gridsize": gridsize, "nphotons": dose, "method": method, **s})
                 print(f"step {step:4.1f}  gridsize {gridsize}  dose {dose:8.0e}  {method:10s} " +

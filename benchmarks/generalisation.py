@@ -22,9 +22,9 @@ library's trainer and the `train` stage's defaults unless said otherwise:
   --margin of it are known;
 - `refined`: every network reconstruction refined as the `refined` stage does (the
   pull and passes chosen by held-out patterns).
-Each network row scores the `infer` stage's object (with the slow phase from the
-patterns' centroids, infer.centroid_phase) and, beside it, the same stitched without
-that correction (the network's output before it existed).
+Each network row scores the `infer` stage's object (with the slow modulus and phase
+from the patterns' totals and centroids, infer.slow_modulus and infer.centroid_phase)
+and, beside it, the same as stitched, without those corrections.
 Scores are against --test's objectGuess on the `evaluate` stage's footing. Times:
 training or adaptation, reconstruction, refinement, and `raw_to_refined` (adaptation +
 reconstruction + refinement; the reused model is already trained). Prints the machine
@@ -100,7 +100,7 @@ class Study:
         t = time.perf_counter()
         obj = reconstruct(net, self.test, InferConfig(), "cpu").object
         recon_s = time.perf_counter() - t
-        stitched = reconstruct(net, self.test, InferConfig(centroid_phase=0.0), "cpu").object
+        stitched = reconstruct(net, self.test, InferConfig(centroid_phase=0.0, slow_modulus=0.0), "cpu").object
         t = time.perf_counter()
         start = np.where(np.abs(obj) > 0, obj, 1)
         solver, _ = refine(self.test.amplitude, self.probe, self.test.y, self.test.x, start, SolverConfig(),
@@ -109,13 +109,13 @@ class Study:
         # a reused model's training was done once, before; an adaptation is part of this scan's time
         raw_to_refined = (fit_s if info.get("adapted_epochs") else 0.0) + recon_s + refine_s
         row = {**info, "fit_s": round(fit_s, 1), "recon_s": round(recon_s, 1), "network": self.score(obj),
-               "network_without_centroids": self.score(stitched),
+               "network_as_stitched": self.score(stitched),
                "refine_s": round(refine_s, 1), "refine_passes": solver.passes,
                "refined": self.score(solver.obj.numpy()), "raw_to_refined_s": round(raw_to_refined, 1)}
         self.rows[name] = row
         pair = lambda key: f"{row[key]['amplitude_ssim']:.3f} / {row[key]['phase_ssim']:.3f}"  # noqa: E731
-        print(f"{name:28s} fit {fit_s:6.1f} s  network {pair('network')} (without the centroids' slow phase "
-              f"{pair('network_without_centroids')})  refined {pair('refined')} ({solver.passes} passes, "
+        print(f"{name:28s} fit {fit_s:6.1f} s  network {pair('network')} (as stitched "
+              f"{pair('network_as_stitched')})  refined {pair('refined')} ({solver.passes} passes, "
               f"{refine_s:.1f} s)  raw to refined {row['raw_to_refined_s']:.1f} s", flush=True)
 
     def baseline(self, iterations: int) -> None:

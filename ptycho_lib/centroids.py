@@ -207,23 +207,101 @@ def slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.
     return factor * whole, factor
 
 
+class _Spread:
+    """Values at the positions (y, x), one per pattern, spread over a grid of spacing
+    sigma / 3 by a Gaussian of `sigma` pixels, placed by the positions, not the canvas
+    (a larger canvas gives the same answer); each sample sits where the probe's
+    intensity is centred in its window."""
+
+    def __init__(self, probe: np.ndarray, y: np.ndarray, x: np.ndarray, sigma: float):
+        (py, px), half = _probe_centre(probe), probe.shape[0] / 2
+        cy, cx = y + py - half, x + px - half
+        self.d, margin, self.sigma = max(1, int(sigma / 3)), 3 * sigma, sigma
+        self.origin = (int(np.floor(cy.min() - margin)), int(np.floor(cx.min() - margin)))
+        self.grid = (int((cy.max() + margin - self.origin[0]) // self.d) + 2,
+                     int((cx.max() + margin - self.origin[1]) // self.d) + 2)
+        self.cy, self.cx = (cy - self.origin[0]) / self.d, (cx - self.origin[1]) / self.d
+        self.density = self(np.ones(len(y)))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return _gaussian_blur(_bilinear_splat(values, self.cy, self.cx, self.grid), self.sigma / self.d)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """The Gaussian-weighted mean of the values around each grid node."""
+        return self(values) / np.maximum(self.density, 1e-12)
+
+    def on_canvas(self, u: np.ndarray, shape) -> np.ndarray:
+        return _upsample(u.astype(np.float32), self.d, self.origin, shape)
+
+
 def _integrated(g: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, shape, sigma: float) -> np.ndarray:
     """Gradient samples g (M, 2) at positions (y, x), spread by a Gaussian of `sigma`
-    pixels and integrated on a grid of spacing sigma / 3 over the samples' extent
-    (placed by the positions, not the canvas: a larger canvas gives the same phase),
-    interpolated onto a canvas of `shape`."""
-    # each sample sits where the probe's intensity is centred in its window
-    (py, px), half = _probe_centre(probe), probe.shape[0] / 2
-    cy, cx = y + py - half, x + px - half
-    d, margin = max(1, int(sigma / 3)), 3 * sigma
-    origin = (int(np.floor(cy.min() - margin)), int(np.floor(cx.min() - margin)))
-    coarse = (int((cy.max() + margin - origin[0]) // d) + 2, int((cx.max() + margin - origin[1]) // d) + 2)
-    spread = lambda v: _gaussian_blur(  # noqa: E731
-        _bilinear_splat(v, (cy - origin[0]) / d, (cx - origin[1]) / d, coarse), sigma / d)
-    density = spread(np.ones(len(y)))
-    gy, gx = (spread(g[:, k] * d) / np.maximum(density, 1e-12) for k in (0, 1))  # rad per coarse pixel
-    u = integrate_gradients(gy, gx, density / density.max())
-    return _upsample(u.astype(np.float32), d, origin, shape)
+    pixels (_Spread) and integrated on that grid, interpolated onto a canvas of
+    `shape`."""
+    spread = _Spread(probe, y, x, sigma)
+    gy, gx = (spread.mean(g[:, k] * spread.d) for k in (0, 1))  # rad per grid pixel
+    return spread.on_canvas(integrate_gradients(gy, gx, spread.density / spread.density.max()), shape)
+
+
+def measured_totals(amplitude, chunk: int = 256) -> np.ndarray:
+    """Each pattern's total counts (M,) from its amplitudes, read `chunk` at a time."""
+    out = np.empty(len(amplitude))
+    for s in range(0, len(amplitude), chunk):
+        part = amplitude[s:s + chunk]
+        out[s:s + len(part)] = np.square(np.asarray(part, np.float64)).sum((-2, -1))
+        release_pages(part)
+    return out
+
+
+def predicted_totals(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray,
+                     chunk: int = 256) -> np.ndarray:
+    """The total counts (M,) that `obj` predicts at (y, x): sum_r |P O|^2 (Parseval)."""
+    n, m = probe.shape[0], len(y)
+    index, ramp = canvas_windows(y, x, n, obj.shape)
+    power = torch.from_numpy(np.abs(obj).astype(np.float32) ** 2).reshape(-1)
+    probe_t = torch.from_numpy(probe.astype(np.complex64))
+    out = np.empty(m)
+    for s in range(0, m, chunk):
+        b = slice(s, min(s + chunk, m))
+        lit = apply_ramps(probe_t, ramp[b]).abs().square()
+        out[b] = (lit * power[index[b].reshape(-1)].reshape(-1, n, n)).sum((-2, -1)).double().numpy()
+    return out
+
+
+MODULUS_ROUNDS = 3  # each round sharpens the smoothed factor toward what the totals ask
+
+
+def slow_modulus(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
+                 scale: float, patterns: np.ndarray | None = None) -> np.ndarray:
+    """The smooth factor (H, W) on the object's modulus that brings the total counts
+    `obj` predicts to the measured ones. A pattern's total is sum_r |P O|^2, the
+    probe-weighted mean of |O|^2 there (the zeroth moment, as the centroid is the
+    first), so log(measured / predicted) is that mean of the log-error of |O|^2. Spread
+    over the canvas by a Gaussian of `scale` probe radii and halved, it is the log of
+    the factor; MODULUS_ROUNDS rounds each correct what the previous left. Run before
+    the centroids: a centroid weights the exit wave's phase gradient by |P O|^2, the
+    probe's own gradient included, so a wrong modulus moves it as a phase error would
+    (docs/benchmarks.md). No correction for fewer than MIN_PATTERNS patterns or with
+    unmeasured detector pixels (as slow_phase); `patterns` as there."""
+    if patterns is not None:
+        amplitude, y, x = _Rows(amplitude, patterns), y[patterns], x[patterns]
+    if len(y) < MIN_PATTERNS or (bad_pixels is not None and bad_pixels.any()):
+        return np.ones(obj.shape, np.float32)
+    measured = measured_totals(amplitude)
+    spread = _Spread(probe, y, x, scale * probe_radius(probe))
+    factor = np.ones(obj.shape, np.float32)
+    for _ in range(MODULUS_ROUNDS):
+        predicted = predicted_totals(obj * factor, probe, y, x)
+        log_ratio = np.log(np.maximum(measured, 1e-30) / np.maximum(predicted, 1e-30))
+        factor *= np.exp(0.5 * spread.on_canvas(spread.mean(log_ratio), obj.shape))
+    return factor
+
+
+def with_slow_modulus(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,
+                      scale: float, patterns: np.ndarray | None = None) -> np.ndarray:
+    """`obj` (complex64) times slow_modulus; unlit pixels (0) stay 0."""
+    return (obj * slow_modulus(obj, probe, amplitude, bad_pixels, y, x, scale, patterns)).astype(np.complex64,
+                                                                                                  copy=False)
 
 
 def with_slow_phase(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: np.ndarray, x: np.ndarray,

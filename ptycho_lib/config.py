@@ -164,6 +164,9 @@ class InferConfig:
     pad_eval: bool = opt(False, "grow the object canvas beyond the scan's objectGuess so edge windows are "
                          "stitched whole (the reconstruction's origin says where the reference frame sits)")
     align_phase: bool = opt(True, "solve for each patch's global phase from the overlaps before stitching")
+    slow_modulus: float = opt(1.0, "after stitching, correct the object's slow modulus by the patterns' total "
+                              "counts (each the probe-weighted mean of |O|^2 there), smoothed by a Gaussian of this "
+                              "many probe radii, before the slow phase (docs/method.md); 0 = off", min=0.0)
     centroid_phase: float = opt(1.0, "after stitching, correct the object's slow phase by the patterns' centres of "
                                 "mass (differential phase contrast), smoothed over this many probe radii (rms of "
                                 "its intensity) and shrunk by how far two halves of the patterns agree on it; "

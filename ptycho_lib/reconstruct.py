@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .centroids import with_slow_phase
+from .centroids import with_slow_modulus, with_slow_phase
 from .config import InferConfig
 from .data import input_scale
 from .geometry import canvas_geometry
@@ -264,8 +264,9 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
     by num_workers processes. The network must suit the scan's pattern size
     (bundle.load_network(n=...) refuses one that does not); it is not modified
     (inference runs a copy, see inference_network). `timings`, when given, receives
-    the seconds spent per step (read, network, align, stitch; the slow phase from the
-    centroids, infer.centroid_phase, counts as stitching). `progress`, when given,
+    the seconds spent per step (read, network, align, stitch; the slow modulus and
+    phase from the patterns' totals and centroids, infer.slow_modulus and
+    infer.centroid_phase, count as stitching). `progress`, when given,
     wraps the iterable of batches (a progress bar). `unseen`: indices of patterns the
     object is also stitched without (their patches left out of the phase solve and the
     stitch), into extra `object_unseen`, with the indices as `unseen_patterns`: what
@@ -322,8 +323,13 @@ def reconstruct(net: PtychoNet, scan: Scan, cfg: InferConfig, device: str = "cpu
                 stitcher.add(_rotated(patches, phases, idx), y[idx], x[idx])
             obj, weight = stitcher.result()
             unseen_obj = None if without is None else without.result()[0]
+            probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+            if cfg.slow_modulus:  # the slow modulus from the patterns' totals, first (ptycho_lib.centroids)
+                obj = with_slow_modulus(obj, probe, scan.amplitude, scan.bad_pixels, y, x, cfg.slow_modulus)
+                if unseen_obj is not None:
+                    unseen_obj = with_slow_modulus(unseen_obj, probe, scan.amplitude, scan.bad_pixels, y, x,
+                                                   cfg.slow_modulus, np.flatnonzero(keep))
             if cfg.centroid_phase:  # the slow phase that one pattern cannot tell (ptycho_lib.centroids)
-                probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
                 obj = with_slow_phase(obj, probe, scan.amplitude, scan.bad_pixels, y, x, cfg.centroid_phase)
                 if unseen_obj is not None:  # from the kept patterns' centroids alone
                     unseen_obj = with_slow_phase(unseen_obj, probe, scan.amplitude, scan.bad_pixels, y, x,

@@ -12,7 +12,7 @@ import torch
 from bad_inputs import CASES, WARN, write_case
 from conftest import TINY
 from ptycho_lib import reconstruct as recon_module
-from ptycho_lib.centroids import with_slow_phase
+from ptycho_lib.centroids import with_slow_modulus, with_slow_phase
 from ptycho_lib.config import InferConfig
 from ptycho_lib.contract import canonicalise
 from ptycho_lib.data import input_scale
@@ -54,7 +54,7 @@ def net():
 
 def in_memory_reference(net, scan, cfg):
     """What reconstruct() computes, the direct way: every patch at once, phases from
-    all of them, one stitch, the slow phase from every pattern in memory."""
+    all of them, one stitch, the slow modulus and phase from every pattern in memory."""
     shape, (oy, ox) = canvas_geometry(scan.x, scan.y, scan.n, scan.obj.shape)
     y, x = scan.y + oy, scan.x + ox
     with torch.inference_mode():
@@ -65,6 +65,7 @@ def in_memory_reference(net, scan, cfg):
     stitcher.add(patches, y, x)
     obj, weight = stitcher.result()
     probe = scale_probe(scan.probe.astype(np.complex128), scan.nphotons)
+    obj = with_slow_modulus(obj, probe, scan.amplitude, scan.bad_pixels, y, x, cfg.slow_modulus)
     return with_slow_phase(obj, probe, scan.amplitude, scan.bad_pixels, y, x, cfg.centroid_phase), weight
 
 
