@@ -81,9 +81,8 @@ class DatasetConfig:
                             "(results/adapt/NAME/); 0 = the model as it is", min=0, only=())
     adapt_teacher: bool = opt(True, "the adaptation learns the reused model's refined reconstruction of this scan "
                               "(results/adapt/NAME/teacher.npz): each pattern's patch is pulled toward its window "
-                              "there, which comes closer to the scan's own model in the same epochs than fitting the counts "
-                              "(docs/method.md); "
-                              "false = the training loss", only=())
+                              "there, which comes closer to the scan's own model in the same epochs than fitting "
+                              "the counts (docs/method.md); false = the training loss", only=())
     refine_probe: bool = opt(False, "the file's probe is only approximate (an estimate, a blurred or older one): "
                              "the baseline refines it, the network and its reconstruction use that refined probe "
                              "(results/probed/NAME.npz), and the refinement refines it further", only=())
