@@ -25,7 +25,7 @@ import torch
 from .geometry import apply_ramps, canvas_windows
 from .io import release_pages
 from .linalg import conjugate_gradient
-from .physics import far_field
+from .physics import far_field, pattern_totals
 
 
 def centroids(intensity: torch.Tensor) -> torch.Tensor:
@@ -243,16 +243,6 @@ def _integrated(g: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, 
     return spread.on_canvas(integrate_gradients(gy, gx, spread.density / spread.density.max()), shape)
 
 
-def measured_totals(amplitude, chunk: int = 256) -> np.ndarray:
-    """Each pattern's total counts (M,) from its amplitudes, read `chunk` at a time."""
-    out = np.empty(len(amplitude))
-    for s in range(0, len(amplitude), chunk):
-        part = amplitude[s:s + chunk]
-        out[s:s + len(part)] = np.square(np.asarray(part, np.float64)).sum((-2, -1))
-        release_pages(part)
-    return out
-
-
 def predicted_totals(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray,
                      chunk: int = 256) -> np.ndarray:
     """The total counts (M,) that `obj` predicts at (y, x): sum_r |P O|^2 (Parseval)."""
@@ -287,7 +277,7 @@ def slow_modulus(obj: np.ndarray, probe: np.ndarray, amplitude, bad_pixels, y: n
         amplitude, y, x = _Rows(amplitude, patterns), y[patterns], x[patterns]
     if len(y) < MIN_PATTERNS or (bad_pixels is not None and bad_pixels.any()):
         return np.ones(obj.shape, np.float32)
-    measured = measured_totals(amplitude)
+    measured = pattern_totals(amplitude)
     spread = _Spread(probe, y, x, scale * probe_radius(probe))
     factor = np.ones(obj.shape, np.float32)
     for _ in range(MODULUS_ROUNDS):

@@ -8,22 +8,14 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from .geometry import apply_ramps, canvas_geometry, canvas_windows, shift_ramps, window_origins
-from .io import release_pages
 from .neighbours import nearest_neighbours
-from .physics import counts_of, far_field, scale_probe
+from .physics import counts_of, far_field, pattern_totals, scale_probe
 from .scan import Scan, mark_unmeasured
 
 
-def input_scale(amplitude: np.ndarray, chunk: int = 1024) -> float:
-    """Network input scale: makes the mean per-pattern energy sum(X^2) equal (N/2)^2.
-    Read `chunk` patterns at a time (memory does not grow with the scan)."""
-    n = amplitude.shape[-1]
-    energies = np.empty(len(amplitude))
-    for s in range(0, len(amplitude), chunk):
-        part = amplitude[s:s + chunk]
-        energies[s:s + chunk] = np.sum(part.astype(np.float64) ** 2, axis=(-2, -1))
-        release_pages(part)
-    return float((n / 2) / np.sqrt(float(np.mean(energies))))
+def input_scale(amplitude: np.ndarray) -> float:
+    """Network input scale: makes the mean per-pattern energy sum(X^2) equal (N/2)^2."""
+    return float((amplitude.shape[-1] / 2) / np.sqrt(float(np.mean(pattern_totals(amplitude)))))
 
 
 def make_groups(pos: np.ndarray, gridsize: int, neighbours: int, n_groups: int, seed: int) -> np.ndarray:

@@ -15,11 +15,23 @@ import numpy as np
 import torch
 
 from .geometry import UNMEASURED, shift_ramps
+from .io import release_pages
 
 
 def counts_of(amplitude: torch.Tensor) -> torch.Tensor:
     """Counts from amplitudes, unmeasured pixels kept marked."""
     return torch.where(amplitude < 0, UNMEASURED, amplitude.square())
+
+
+def pattern_totals(amplitude, chunk: int = 1024) -> np.ndarray:
+    """Each pattern's total counts (M,), sum |amplitude|^2, read `chunk` patterns at a
+    time (memory does not grow with the scan; a memory map's pages are released)."""
+    out = np.empty(len(amplitude))
+    for s in range(0, len(amplitude), chunk):
+        part = amplitude[s:s + chunk]
+        out[s:s + len(part)] = np.sum(np.asarray(part, np.float64) ** 2, axis=(-2, -1))
+        release_pages(part)
+    return out
 
 
 def scale_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
