@@ -60,25 +60,29 @@ def _per_radian(shift: np.ndarray, probe: np.ndarray) -> np.ndarray:
     return shift * (2 * math.pi / probe.shape[0])
 
 
-def centroid_errors(obj: np.ndarray, probe: np.ndarray, amplitude, y: np.ndarray, x: np.ndarray,
-                    chunk: int = 256) -> np.ndarray:
-    """(M, 2) measured minus predicted centroids (detector pixels) of the patterns at
-    (y, x) on `obj`'s canvas: the measured ones from the amplitudes (M, N, N), sqrt of
-    the counts, read `chunk` at a time (a memory map stays one), the predicted ones of
-    |FFT(P O)|^2."""
+def _exit_waves(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, chunk: int = 256):
+    """(rows, P O) for `chunk` positions at a time: the exit waves (B, N, N) that `obj`
+    predicts at (y, x) on its canvas, the probe moved by each sub-pixel remainder."""
     n, m = probe.shape[0], len(y)
     index, ramp = canvas_windows(y, x, n, obj.shape)
     flat = torch.from_numpy(obj.astype(np.complex64, copy=False)).reshape(-1)
     probe_t = torch.from_numpy(probe.astype(np.complex64))
-    out = np.empty((m, 2))
     for s in range(0, m, chunk):
         b = slice(s, min(s + chunk, m))
+        yield b, apply_ramps(probe_t, ramp[b]) * flat[index[b].reshape(-1)].reshape(-1, n, n)
+
+
+def centroid_errors(obj: np.ndarray, probe: np.ndarray, amplitude, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(M, 2) measured minus predicted centroids (detector pixels) of the patterns at
+    (y, x) on `obj`'s canvas: the measured ones from the amplitudes (M, N, N), sqrt of
+    the counts, read a chunk at a time (a memory map stays one), the predicted ones of
+    |FFT(P O)|^2."""
+    out = np.empty((len(y), 2))
+    for b, waves in _exit_waves(obj, probe, y, x):
         part = amplitude[b]
         measured = torch.from_numpy(np.asarray(part, np.float32)).clamp_min(0).square()
         release_pages(part)
-        patches = flat[index[b].reshape(-1)].reshape(-1, n, n)
-        predicted = far_field(apply_ramps(probe_t, ramp[b]) * patches).abs().square()
-        out[b] = (centroids(measured) - centroids(predicted)).numpy()
+        out[b] = (centroids(measured) - centroids(far_field(waves).abs().square())).numpy()
     return out
 
 
@@ -243,18 +247,11 @@ def _integrated(g: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray, 
     return spread.on_canvas(integrate_gradients(gy, gx, spread.density / spread.density.max()), shape)
 
 
-def predicted_totals(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray,
-                     chunk: int = 256) -> np.ndarray:
+def predicted_totals(obj: np.ndarray, probe: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The total counts (M,) that `obj` predicts at (y, x): sum_r |P O|^2 (Parseval)."""
-    n, m = probe.shape[0], len(y)
-    index, ramp = canvas_windows(y, x, n, obj.shape)
-    power = torch.from_numpy(np.abs(obj).astype(np.float32) ** 2).reshape(-1)
-    probe_t = torch.from_numpy(probe.astype(np.complex64))
-    out = np.empty(m)
-    for s in range(0, m, chunk):
-        b = slice(s, min(s + chunk, m))
-        lit = apply_ramps(probe_t, ramp[b]).abs().square()
-        out[b] = (lit * power[index[b].reshape(-1)].reshape(-1, n, n)).sum((-2, -1)).double().numpy()
+    out = np.empty(len(y))
+    for b, waves in _exit_waves(obj, probe, y, x):
+        out[b] = waves.abs().square().sum((-2, -1)).double().numpy()
     return out
 
 

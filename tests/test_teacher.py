@@ -5,6 +5,7 @@ counts (docs/method.md, "Adaptation, taught by the refinement")."""
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from ptycho_lib.simulate import simulate
 from ptycho_lib.stitch import Stitcher
 from ptycho_lib.training import train
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def smooth_object(shape, seed):
