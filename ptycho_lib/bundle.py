@@ -62,7 +62,8 @@ def export_checkpoint(checkpoint, path) -> str:
     hp = dict(ckpt["hyper_parameters"])
     manifest = {
         "architecture": PtychoNet(hp["n"], hp["width"], hp["norm"], hp["input_transform"],
-                                  hp.get("estimate_iterations", 0), hp.get("skips", False)).architecture(),
+                                  hp.get("estimate_iterations", 0), hp.get("skips", False),
+                                  hp.get("stem", 2)).architecture(),
         "gridsize": hp["gridsize"],
         "loss": hp["loss"],
         "input_scale": hp["input_scale"],
@@ -100,6 +101,7 @@ ARCHITECTURE = {
     "input_transform": _one_of("sqrt", "none"),
     "estimate_iterations": _number(int, 0, 100),
     "skips": _one_of(True, False),
+    "stem": _one_of(2, 4),
 }
 OPTIONAL = {
     "gridsize": _number(int, 1, 4),
@@ -132,8 +134,8 @@ def check_manifest(path, manifest) -> dict:
     arch = manifest.get("architecture")
     if not isinstance(arch, dict):
         raise InputError(path, f"manifest.json: architecture must be a mapping, got {arch!r}")
-    # bundles written before the estimate input and the skips existed hold the plain network
-    arch = {"estimate_iterations": 0, "skips": False, **arch}
+    # bundles written before the estimate input, the skips and the stem option existed
+    arch = {"estimate_iterations": 0, "skips": False, "stem": 2, **arch}
     for where, rules, values in (("architecture.", ARCHITECTURE, arch), ("", OPTIONAL, manifest)):
         for key, (ok, wanted) in rules.items():
             if (key in values or where) and not ok(values.get(key)):

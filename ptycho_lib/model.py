@@ -21,11 +21,12 @@ def conv(cin, cout, stride=1, norm=True):
     return nn.Sequential(*layers, *([nn.BatchNorm2d(cout)] if norm else []), nn.ReLU(inplace=True))
 
 
-def up(cin, cout, norm=True, merge=1):
-    """2x transposed convolution, ReLU, then a 3x3 convolution over its output (joined
-    by `merge - 1` times as many skip channels)."""
+def up(cin, cout, norm=True, joined=0, depth=1):
+    """2x transposed convolution, ReLU, then `depth` 3x3 convolutions, the first over its
+    output joined by `joined` skip channels."""
+    convs = [conv(cout + joined, cout, 1, norm), *(conv(cout, cout, 1, norm) for _ in range(depth - 1))]
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, 2, stride=2), nn.ReLU(inplace=True),
-                         conv(merge * cout, cout, 1, norm))
+                         nn.Sequential(*(layer for c in convs for layer in c)))
 
 
 class PtychoNet(nn.Module):
@@ -39,19 +40,20 @@ class PtychoNet(nn.Module):
     image already in the object's frame, with its fine detail in place, so the network
     only has to correct it (docs/benchmarks.md, "The estimate input").
 
-    A 2x space-to-depth stem (pixel_unshuffle) brings N x N to N/2 x N/2, strided 3x3
-    convolutions go down to N/16 so that every output pixel sees the whole pattern
-    (diffraction is non-local), transposed convolutions come back up (with `skips`,
-    each level joined by the encoder's features of the same size, as in a U-Net), and
-    a pixel_shuffle restores N x N. Two output channels: amplitude (softplus, starts at
+    A space-to-depth stem (pixel_unshuffle by `stem`) brings N x N to N/stem x N/stem,
+    strided 3x3 convolutions go down to N/16 so that every output pixel sees the whole
+    pattern (diffraction is non-local), transposed convolutions come back up (with
+    `skips`, each level joined by the encoder's features of the same size, as in a
+    U-Net), and a pixel_shuffle restores N x N. A stem of 4 has no N/2 level, whose
+    per-pixel work was ~40 % of a training step on a CPU; its last level joins the
+    stacked input itself, so the fine detail of the estimate reaches the output, and
+    convolves twice (docs/benchmarks.md, "stem"). Two output channels: amplitude (softplus, starts at
     1) and phase (pi * tanh, starts at 0). The full window is predicted: the probe,
     not a fixed support, limits where the object is constrained.
     """
 
-    SKIP_LEVELS = (1, 3, 5)  # encoder layers whose outputs join the decoder (N/2, N/4, N/8)
-
     def __init__(self, n: int = 64, width: int = 16, norm: str = "batch", input_transform: str = "sqrt",
-                 estimate_iterations: int = 10, skips: bool = True):
+                 estimate_iterations: int = 10, skips: bool = True, stem: int = 2):
         super().__init__()
         if n % 16:
             raise ValueError(f"pattern size {n} must be a multiple of 16")
@@ -59,34 +61,43 @@ class PtychoNet(nn.Module):
             raise ValueError(f"unknown norm {norm!r} or input_transform {input_transform!r}")
         if estimate_iterations < 0:
             raise ValueError(f"estimate_iterations must be >= 0, got {estimate_iterations}")
+        if stem not in (2, 4):
+            raise ValueError(f"stem must be 2 or 4, got {stem}")
         w, bn = width, norm == "batch"
         self.n, self.width, self.norm, self.input_transform = n, width, norm, input_transform
-        self.estimate_iterations, self.skips = estimate_iterations, skips
+        self.estimate_iterations, self.skips, self.stem = estimate_iterations, skips, stem
         if estimate_iterations:  # set by the trainer (PINN); loaded with the weights
             self.register_buffer("probe", torch.zeros(n, n, dtype=torch.complex64))
-        cin = 4 * (3 if estimate_iterations else 1)
-        self.encoder = nn.Sequential(
-            conv(cin, w, 1, bn), conv(w, w, 1, bn),
-            conv(w, 2 * w, 2, bn), conv(2 * w, 2 * w, 1, bn),
-            conv(2 * w, 4 * w, 2, bn), conv(4 * w, 4 * w, 1, bn),
-            conv(4 * w, 4 * w, 2, bn), conv(4 * w, 4 * w, 1, bn),
-        )
-        k = 2 if skips else 1
-        self.decoder = nn.Sequential(up(4 * w, 4 * w, bn, k), up(4 * w, 2 * w, bn, k), up(2 * w, w, bn, k))
-        self.head = nn.Conv2d(w, 2 * 4, 3, padding=1)
+        # channels per level, N/2 down to N/16; a stem of 4 starts at N/4
+        widths = [w, 2 * w, 4 * w, 4 * w][stem // 2 - 1:]
+        cin_ch = 3 if estimate_iterations else 1
+        cin, layers = stem**2 * cin_ch, []
+        for level, cout in enumerate(widths):
+            layers += [conv(cin, cout, 2 if level else 1, bn), conv(cout, cout, 1, bn)]
+            cin = cout
+        self.encoder = nn.Sequential(*layers)
+        self.skip_levels = tuple(range(1, len(layers) - 2, 2))  # each level's output but the deepest
+        # with a stem of 4 the last level also joins the input itself (its fine detail,
+        # which no N/2 level carries) and one more convolution follows
+        self.join_input = stem == 4
+        self.decoder = nn.Sequential(*(
+            up(widths[i + 1], widths[i], bn, widths[i] * skips + (stem**2 * cin_ch if i == 0 and self.join_input else 0),
+               2 if i == 0 and self.join_input else 1) for i in reversed(range(len(widths) - 1))))
+        self.head = nn.Conv2d(widths[0], 2 * stem**2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():  # softplus(b) = 1: start from a transparent object
-            self.head.bias.copy_(torch.tensor([math.log(math.e - 1)] * 4 + [0.0] * 4))
+            self.head.bias.copy_(torch.tensor([math.log(math.e - 1)] * stem**2 + [0.0] * stem**2))
 
     @classmethod
     def from_config(cls, n: int, model: ModelConfig) -> PtychoNet:
-        return cls(n, model.width, model.norm, model.input_transform, model.estimate_iterations, model.skips)
+        return cls(n, model.width, model.norm, model.input_transform, model.estimate_iterations, model.skips,
+                   model.stem)
 
     def architecture(self) -> dict:
         """What rebuilds this network (the bundle's manifest entry)."""
         return {"name": "PtychoNet", "n": self.n, "width": self.width, "norm": self.norm,
                 "input_transform": self.input_transform, "estimate_iterations": self.estimate_iterations,
-                "skips": self.skips}
+                "skips": self.skips, "stem": self.stem}
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The channels the network sees, (B, C, N, N), for scaled amplitudes x (B, N, N);
@@ -106,16 +117,18 @@ class PtychoNet(nn.Module):
     def from_inputs(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The network proper, on channels made by `inputs` (training makes them once per
         pattern: the estimate costs a third of a training step)."""
-        z = F.pixel_unshuffle(inputs, 2)
+        z = stacked = F.pixel_unshuffle(inputs, self.stem)
         features = []
         for i, layer in enumerate(self.encoder):
             z = layer(z)
-            if self.skips and i in self.SKIP_LEVELS:
+            if self.skips and i in self.skip_levels:
                 features.append(z)
-        for upsample, relu, merge in self.decoder:
-            z = relu(upsample(z))
-            z = merge(torch.cat([z, features.pop()], 1) if self.skips else z)
-        z = F.pixel_shuffle(self.head(z), 2)
+        for j, (upsample, relu, merge) in enumerate(self.decoder):
+            joined = [relu(upsample(z)), *([features.pop()] if self.skips else []),
+                      *([stacked] if self.join_input and j == len(self.decoder) - 1 else [])]
+            z = merge(torch.cat(joined, 1) if len(joined) > 1 else joined[0])
+        # in float32, NCHW: the output activations on a channels-last bf16 tensor cost ~3x
+        z = F.pixel_shuffle(self.head(z).float().contiguous(), self.stem)
         return F.softplus(z[:, 0]), math.pi * torch.tanh(z[:, 1])
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:

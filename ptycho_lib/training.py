@@ -6,7 +6,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -206,7 +206,7 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
             enable_progress_bar=not execution.quiet, enable_model_summary=not execution.quiet,
             default_root_dir=work, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
         )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), unfilled_memory():
             # the data are in memory: worker processes would only add start-up cost
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             # checkpoints/, logs/ and the resume fingerprint live there
@@ -219,6 +219,19 @@ def train(scans: Scan | Sequence[Scan], val_scan: Scan | None, out_dir, data: Da
         _mark_best(runtime.best_checkpoint(trainer), work)
         finish(work, out_dir, ("last.ckpt", "best.ckpt", "metrics.csv", "checkpoints", "logs"))
         return out_dir / "best.ckpt"
+
+
+@contextmanager
+def unfilled_memory():
+    """Deterministic algorithms (the default) also fill every new tensor with NaN, to
+    expose a kernel that reads memory it never wrote; none here does, and the filling
+    was ~12 % of a CPU training step (docs/benchmarks.md). The results do not change."""
+    previous = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = previous
 
 
 def start_from(module: PINN, state: dict[str, torch.Tensor]) -> None:

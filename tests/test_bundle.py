@@ -45,6 +45,21 @@ def test_round_trip_gives_the_same_predictions(bundle):
         assert sorted(zf.namelist()) == ["manifest.json", "wts.h5"]
 
 
+def test_a_bundle_from_before_the_stem_option_holds_the_network_that_starts_at_half_size(tmp_path):
+    """Bundles written before `stem` existed name no stem: their network started at N/2."""
+    torch.manual_seed(0)
+    module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, ModelConfig(width=8, stem=2), gridsize=2)
+    architecture = module.net.architecture()
+    del architecture["stem"]
+    write_bundle(tmp_path / "old.h5.zip", module.state_dict(), {"architecture": architecture, "gridsize": 2})
+    net, _ = load_network(tmp_path / "old.h5.zip")
+    x = torch.rand(3, 32, 32)
+    module.net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net.patches(x), module.net.patches(x), rtol=0, atol=0)
+    assert net.stem == 2 and ModelConfig().stem == 4
+
+
 def _rewrite(path, members):
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in members.items():

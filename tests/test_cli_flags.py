@@ -13,7 +13,7 @@ TRAIN_FLAGS = """--train-data-file --test-data-file --output-dir --max-epochs --
 --checkpoint-save-top-k --checkpoint-monitor --checkpoint-mode --early-stop-patience --logger --scheduler
 --scheduler-step-size --scheduler-gamma --scheduler-patience --scheduler-min-lr --scheduler-t-max
 --accumulate-grad-batches --prefetch-factor --persistent-workers --no-persistent-workers --seed --config
---device --disable_mlflow --precision --estimate-iterations --skips --no-skips""".split()
+--device --disable_mlflow --precision --estimate-iterations --skips --no-skips --stem""".split()
 INFER_FLAGS = """--model-path --test-data --output-dir --n-images --accelerator --num-workers --inference-batch-size
 --middle-trim --pad-eval --quiet --config""".split()
 

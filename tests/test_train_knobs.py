@@ -209,6 +209,7 @@ def test_exported_batch_norm_statistics_are_those_of_the_final_weights(data, tmp
     from ptycho_lib.data import input_scale
     from ptycho_lib.scan import split_rows
     from ptycho_lib.scan import load_scan
+    from ptycho_lib.config import ModelConfig
     from ptycho_lib.model import PtychoNet
 
     out = train(data, tmp_path / "run", "--max-epochs", "3", "--learning-rate", "1e-2")
@@ -216,9 +217,9 @@ def test_exported_batch_norm_statistics_are_those_of_the_final_weights(data, tmp
     scan = load_scan(data)
     train_rows = split_rows(scan.y, 0.1)[0]  # every training position, as the dataset holds them
     x = torch.from_numpy(scan.amplitude[train_rows]) * input_scale(scan.amplitude)
-    net = PtychoNet(n=scan.n, width=8)
+    net = PtychoNet(n=scan.n, width=8, stem=ModelConfig().stem)
     net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-    z = F.pixel_unshuffle(net.inputs(x), 2)
+    z = F.pixel_unshuffle(net.inputs(x), net.stem)
     first = F.conv2d(z, state["net.encoder.0.0.weight"], padding=1)  # input of the first batch norm
     np.testing.assert_allclose(state["net.encoder.0.1.running_mean"], first.mean(dim=(0, 2, 3)), rtol=1e-4,
                                atol=1e-6)
