@@ -2,6 +2,7 @@
 
     python benchmarks/epoch_profile.py --threads 2                    # this checkout alone
     python benchmarks/epoch_profile.py --threads 2 --before cc2cf80   # and the code of cc2cf80, same run
+    python benchmarks/epoch_profile.py --threads 2 --before cc2cf80 --seeds 0 1 2   # quality over seeds
 
 Trains on fly001 with the `train` stage's defaults (the library's own trainer) under
 Lightning's SimpleProfiler and splits each epoch into gradient steps, loading batches,
@@ -10,8 +11,9 @@ the first epoch (estimates, groups, simulated scans) is timed apart. Then the ex
 network reconstructs fly001 and is scored against objectGuess, so a faster epoch can be
 checked for equal quality. With --before, the code of that git revision (exported with
 `git archive`) trains in the same invocation, in a fresh process like this checkout's;
---repeats alternates the two. Prints the machine, a line per run and the speed-up of
-the epoch; writes JSON.
+--repeats alternates the two, once per seed in --seeds (the final SSIM of one seed is
+noisy to ~0.01). Prints the machine, a line per run, each code's mean epoch and final
+SSIM, and the speed-up of the epoch; writes JSON.
 """
 
 from __future__ import annotations
@@ -96,13 +98,13 @@ def main():
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0, help="the training seed (both codes)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (both codes, each in turn)")
     p.add_argument("--scan", type=Path, default=ROOT / "resources/fly001.npz")
     p.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/epoch_profile.json")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.epochs, a.threads, a.scan, a.seed)))
+        print(json.dumps(child(a.child, a.epochs, a.threads, a.scan, a.seeds[0])))
         return
     sys.path.insert(0, str(Path(__file__).parent))
     import scans
@@ -112,20 +114,24 @@ def main():
     runs = {"now": [], **({"before": []} if a.before else {})}
     with tempfile.TemporaryDirectory() as tmp:
         code = {"now": ROOT, **({"before": exported(a.before, Path(tmp))} if a.before else {})}
-        for _ in range(a.repeats):
+        for seed in [s for _ in range(a.repeats) for s in a.seeds]:
             for name in runs:
                 out = subprocess.run([sys.executable, __file__, "--child", str(code[name]), "--epochs", str(a.epochs),
-                                      "--threads", str(a.threads), "--scan", str(a.scan), "--seed", str(a.seed)],
+                                      "--threads", str(a.threads), "--scan", str(a.scan), "--seeds", str(seed)],
                                      check=True, capture_output=True, text=True).stdout
-                r = json.loads(out.strip().splitlines()[-1])
+                r = {"seed": seed, **json.loads(out.strip().splitlines()[-1])}
                 runs[name].append(r)
-                print(f"{name:6s} epoch {r['epoch_s']:.2f} s = "
+                print(f"{name:6s} seed {seed} epoch {r['epoch_s']:.2f} s = "
                       + ", ".join(f"{k} {v:.2f}" for k, v in r["parts_s"].items())
                       + f"; preparation {r['preparation_s']:.1f} s, training {r['train_s']:.0f} s; "
                       f"phase / amplitude SSIM {r['phase_ssim']:.3f} / {r['amplitude_ssim']:.3f}", flush=True)
-    summary = {}
+    keys = ("epoch_s", "phase_ssim", "amplitude_ssim")
+    summary = {"mean": {name: {k: sum(r[k] for r in v) / len(v) for k in keys} for name, v in runs.items()}}
+    for name, m in summary["mean"].items():
+        print(f"{name:6s} mean of {len(runs[name])}: epoch {m['epoch_s']:.2f} s, final phase / amplitude SSIM "
+              f"{m['phase_ssim']:.3f} / {m['amplitude_ssim']:.3f}")
     if a.before:
-        mean = {k: sum(r["epoch_s"] for r in v) / len(v) for k, v in runs.items()}
+        mean = {k: v["epoch_s"] for k, v in summary["mean"].items()}
         summary["epoch_speedup"] = mean["before"] / mean["now"]
         print(f"epoch time: {mean['before']:.2f} s before ({a.before}), {mean['now']:.2f} s now: "
               f"{summary['epoch_speedup']:.2f}x faster")

@@ -72,14 +72,15 @@ class Study:
         return {k: round(float(s[k]), 4) for k in SCORES}
 
     def fit(self, scans_, epochs: int, simulated: int = 0, init=None, teacher=None):
-        """Train (or adapt, from `init`, taught by `teacher` patches); returns (network, seconds)."""
+        """Train (or adapt the network `init`, taught by `teacher` patches); returns (network, seconds)."""
         with tempfile.TemporaryDirectory() as work:
             t = time.perf_counter()
             data, train_cfg = DataConfig(simulated_scans=simulated), TrainConfig(max_epochs=epochs, logger="none")
             if init is not None:  # as the adapt stage
                 data, train_cfg = replace(data, **ADAPTATION["data"]), replace(train_cfg, **ADAPTATION["train"])
-            ckpt = train(scans_, None, work, data, ModelConfig(), train_cfg,
-                         ExecConfig(threads=self.threads, quiet=True), init=init, teacher=teacher)
+            model = ModelConfig() if init is None else init.settings(ModelConfig())
+            ckpt = train(scans_, None, work, data, model, train_cfg, ExecConfig(threads=self.threads, quiet=True),
+                         init=None if init is None else init.state_dict(), teacher=teacher)
             seconds = time.perf_counter() - t
             export_checkpoint(ckpt, Path(work) / "wts.h5.zip")
             net, _ = load_network(Path(work) / "wts.h5.zip", n=self.test.n)
@@ -184,11 +185,11 @@ def main():
         teacher, teacher_s = study.teacher(net) if "refined" in a.adapt_with else (None, 0.0)
         for e in a.adapt_epochs:
             if teacher is not None:
-                adapted, adapt_s = study.fit([study.test], e, init=net.state_dict(), teacher=teacher)
+                adapted, adapt_s = study.fit([study.test], e, init=net, teacher=teacher)
                 study.network_row(f"{name} taught {e}", adapted, teacher_s + adapt_s, adapted_epochs=e,
                                   teacher_s=round(teacher_s, 1))
             if "counts" in a.adapt_with:
-                adapted, adapt_s = study.fit([study.test], e, init=net.state_dict())
+                adapted, adapt_s = study.fit([study.test], e, init=net)
                 study.network_row(f"{name} adapted {e}", adapted, adapt_s, adapted_epochs=e)
     own_row = study.rows["own"]
     summary = {"own_fit_s": own_row["fit_s"], "baseline_converged_s": study.rows["baseline"]["converged_s"]}

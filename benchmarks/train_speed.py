@@ -15,10 +15,10 @@ targets are the quality issue's: phase SSIM within --margin and amplitude SSIM w
 --amplitude-margin of the baseline's. --compare trains variants of the configured run
 too, in the same invocation, and prints the ratio of each one's time to target to the
 configured run's: `plain` is the network and settings of earlier versions (plain
-PtychoPINN-style input, no skips, width 32, batch 16, 60 epochs, fp32), `fp32` the
-configured run in float32, `batch16` with batch 16, `width12` and `width8` with a
-narrower network. Prints the machine, a line per evaluation and the times to target
-(or that they were not reached).
+PtychoPINN-style input, no skips, width 32, stem 2, batch 16, 60 epochs, fp32), `fp32`
+the configured run in float32, `batch16` with batch 16, `width12` and `width8` with a
+narrower network, `stem2` with the network that starts at N/2. Prints the machine, a
+line per evaluation and the times to target (or that they were not reached).
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ def main():
                    help="passes of the reference ePIE run (0 = skip it)")
     p.add_argument("--estimate-iterations", type=int, default=ModelConfig.estimate_iterations)
     p.add_argument("--no-skips", dest="skips", action="store_false")
+    p.add_argument("--stem", type=int, choices=(2, 4), default=ModelConfig.stem)
     p.add_argument("--precision", default=TrainConfig.precision, choices=("auto", "fp32", "bf16"))
-    p.add_argument("--compare", nargs="*", default=[], choices=("plain", "fp32", "batch16", "width12", "width8"),
+    p.add_argument("--compare", nargs="*", default=[],
+                   choices=("plain", "fp32", "batch16", "width12", "width8", "stem2"),
                    help="variants also trained in this run (see above)")
     p.add_argument("--margin", type=float, default=0.03, help="target: phase SSIM >= baseline's - margin")
     p.add_argument("--amplitude-margin", type=float, default=0.05,
@@ -133,23 +135,25 @@ def main():
               f"amplitude SSIM {epie['amplitude_ssim']:.3f}", flush=True)
 
     data = DataConfig(gridsize=a.gridsize)
-    model = ModelConfig(width=a.width, estimate_iterations=a.estimate_iterations, skips=a.skips)
+    model = ModelConfig(width=a.width, estimate_iterations=a.estimate_iterations, skips=a.skips, stem=a.stem)
     cfg = TrainConfig(max_epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
                       scheduler=a.scheduler, precision=a.precision, logger="none")
-    variants = {"plain": (ModelConfig(width=32, estimate_iterations=0, skips=False),
+    variants = {"plain": (ModelConfig(width=32, estimate_iterations=0, skips=False, stem=2),
                           replace(cfg, max_epochs=60, batch_size=16, precision="fp32")),
                 "fp32": (model, replace(cfg, precision="fp32")),
                 "batch16": (model, replace(cfg, batch_size=16)),
-                "width12": (replace(model, width=12), cfg), "width8": (replace(model, width=8), cfg)}
+                "width12": (replace(model, width=12), cfg), "width8": (replace(model, width=8), cfg),
+                "stem2": (replace(model, stem=2), cfg)}
     runs = {"configured": (model, cfg), **{name: variants[name] for name in a.compare}}
     result = {"machine": info, "settings": vars(a) | {"raw": str(a.raw), "out": str(a.out)}, "epie": epie, "runs": {}}
     train_rows, val_rows = split_rows(scan.y, data.val_fraction)
     per_epoch = (data.n_groups or len(train_rows)) * data.gridsize**2
     for name, (model, cfg) in runs.items():
         scorer = Scorer(scan, a.eval_every, val_rows, per_epoch)
-        print(f"PINN ({name}): width {model.width}, estimate {model.estimate_iterations} iterations, skips "
-              f"{model.skips}, gridsize {a.gridsize}, batch {cfg.batch_size}, lr {cfg.learning_rate:g}, scheduler "
-              f"{cfg.scheduler}, precision {cfg.precision}, {cfg.max_epochs} epochs of {per_epoch} patterns", flush=True)
+        print(f"PINN ({name}): width {model.width}, stem {model.stem}, estimate {model.estimate_iterations} "
+              f"iterations, skips {model.skips}, gridsize {a.gridsize}, batch {cfg.batch_size}, lr "
+              f"{cfg.learning_rate:g}, scheduler {cfg.scheduler}, precision {cfg.precision}, {cfg.max_epochs} epochs "
+              f"of {per_epoch} patterns", flush=True)
         with tempfile.TemporaryDirectory() as work:
             train(scan, None, work, data, model, cfg, ExecConfig(threads=a.threads, quiet=True), callbacks=(scorer,))
         run = result["runs"][name] = {"model": vars(model), "train": vars(cfg), "evaluations": scorer.rows}

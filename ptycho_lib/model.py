@@ -4,7 +4,7 @@ LightningModule that trains it against measured counts."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import lightning as L
 import torch
@@ -45,15 +45,16 @@ class PtychoNet(nn.Module):
     pattern (diffraction is non-local), transposed convolutions come back up (with
     `skips`, each level joined by the encoder's features of the same size, as in a
     U-Net), and a pixel_shuffle restores N x N. A stem of 4 has no N/2 level, whose
-    per-pixel work was ~40 % of a training step on a CPU; its last level joins the
-    stacked input itself, so the fine detail of the estimate reaches the output, and
-    convolves twice (docs/benchmarks.md, "stem"). Two output channels: amplitude (softplus, starts at
-    1) and phase (pi * tanh, starts at 0). The full window is predicted: the probe,
-    not a fixed support, limits where the object is constrained.
+    per-pixel work was ~40 % of the network's training time on a CPU; its last level
+    joins the stacked input itself, so the fine detail of the estimate reaches the
+    output, and convolves twice (docs/benchmarks.md, "stem"). Two output channels:
+    amplitude (softplus, starts at 1) and phase (pi * tanh, starts at 0). The full
+    window is predicted: the probe, not a fixed support, limits where the object is
+    constrained.
     """
 
     def __init__(self, n: int = 64, width: int = 16, norm: str = "batch", input_transform: str = "sqrt",
-                 estimate_iterations: int = 10, skips: bool = True, stem: int = 2):
+                 estimate_iterations: int = 10, skips: bool = True, stem: int = 4):
         super().__init__()
         if n % 16:
             raise ValueError(f"pattern size {n} must be a multiple of 16")
@@ -80,9 +81,10 @@ class PtychoNet(nn.Module):
         # with a stem of 4 the last level also joins the input itself (its fine detail,
         # which no N/2 level carries) and one more convolution follows
         self.join_input = stem == 4
+        last = (cin_ch * stem**2, 2) if self.join_input else (0, 1)  # (input channels joined, convolutions)
         self.decoder = nn.Sequential(*(
-            up(widths[i + 1], widths[i], bn, widths[i] * skips + (stem**2 * cin_ch if i == 0 and self.join_input else 0),
-               2 if i == 0 and self.join_input else 1) for i in reversed(range(len(widths) - 1))))
+            up(widths[i + 1], widths[i], bn, widths[i] * skips + (last[0] if i == 0 else 0), last[1] if i == 0 else 1)
+            for i in reversed(range(len(widths) - 1))))
         self.head = nn.Conv2d(widths[0], 2 * stem**2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():  # softplus(b) = 1: start from a transparent object
@@ -98,6 +100,11 @@ class PtychoNet(nn.Module):
         return {"name": "PtychoNet", "n": self.n, "width": self.width, "norm": self.norm,
                 "input_transform": self.input_transform, "estimate_iterations": self.estimate_iterations,
                 "skips": self.skips, "stem": self.stem}
+
+    def settings(self, model: ModelConfig) -> ModelConfig:
+        """`model` with this network's architecture in place of its own (a reused
+        bundle's network fixes it)."""
+        return replace(model, **{k: v for k, v in self.architecture().items() if k not in ("name", "n")})
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The channels the network sees, (B, C, N, N), for scaled amplitudes x (B, N, N);

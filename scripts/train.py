@@ -23,7 +23,7 @@ N - 1 further processes. Every flag: docs/cli.md.
 """
 
 import argparse
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ptycho_lib import cli, config
@@ -36,10 +36,6 @@ from ptycho_lib.provenance import record
 from ptycho_lib.reconstruction import Reconstruction
 from ptycho_lib.scan import load_scan
 from ptycho_lib.training import train
-
-# the model settings a bundle's architecture fixes
-ARCHITECTURE_KEYS = ("width", "norm", "input_transform", "estimate_iterations", "skips")
-
 
 def parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__, program="train")
@@ -66,7 +62,7 @@ def main(argv):
     if a.init_model:
         net, _ = load_network(a.init_model, n=scans[0].n, gridsize=cfg["data"].gridsize)
         init = net.state_dict()
-        cfg["model"] = replace(cfg["model"], **{k: getattr(net, k) for k in ARCHITECTURE_KEYS})
+        cfg["model"] = net.settings(cfg["model"])
     teacher = taught_patches(a.teacher, scans) if a.teacher else None
     ckpt = train(scans, val, a.output_dir, cfg["data"], cfg["model"], cfg["train"], cfg["execution"],
                  data_sha256=sha256_file(a.train_data_file[0]), init=init, teacher=teacher)
