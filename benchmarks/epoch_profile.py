@@ -3,6 +3,7 @@
     python benchmarks/epoch_profile.py --threads 2                    # this checkout alone
     python benchmarks/epoch_profile.py --threads 2 --before cc2cf80   # and the code of cc2cf80, same run
     python benchmarks/epoch_profile.py --threads 2 --before cc2cf80 --seeds 0 1 2   # quality over seeds
+    python benchmarks/epoch_profile.py --threads 2 --before cc2cf80 --stem 4        # this checkout's N/4 network
 
 Trains on fly001 with the `train` stage's defaults (the library's own trainer) under
 Lightning's SimpleProfiler and splits each epoch into gradient steps, loading batches,
@@ -34,7 +35,7 @@ PARTS = {"gradient steps": ("run_training_batch",), "loading batches": ("train_d
          "validation": ("validation_step", "val_next"), "checkpointing": ("save_checkpoint",)}
 
 
-def child(code: Path, epochs: int, threads: int, scan_path: Path, seed: int) -> dict:
+def child(code: Path, epochs: int, threads: int, scan_path: Path, seed: int, stem: int | None) -> dict:
     """One training with the ptycho_lib under `code`, profiled."""
     sys.path.insert(0, str(code))
     import lightning as L
@@ -66,7 +67,9 @@ def child(code: Path, epochs: int, threads: int, scan_path: Path, seed: int) -> 
     scan = scan_from(canonicalise(read_npz(scan_path), scan_path))
     with tempfile.TemporaryDirectory() as work:
         t0 = time.perf_counter()
-        ckpt = training.train(scan, None, work, DataConfig(), ModelConfig(), TrainConfig(max_epochs=epochs, logger="none", seed=seed),
+        model = ModelConfig() if stem is None else ModelConfig(stem=stem)
+        ckpt = training.train(scan, None, work, DataConfig(), model,
+                              TrainConfig(max_epochs=epochs, logger="none", seed=seed),
                               ExecConfig(threads=threads, quiet=True))
         total = time.perf_counter() - t0
         export_checkpoint(ckpt, Path(work) / "wts.h5.zip")
@@ -99,12 +102,14 @@ def main():
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (both codes, each in turn)")
+    p.add_argument("--stem", type=int, choices=(2, 4), help="this checkout's network stem (model.stem; default: its "
+                   "default)")
     p.add_argument("--scan", type=Path, default=ROOT / "resources/fly001.npz")
     p.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/epoch_profile.json")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.epochs, a.threads, a.scan, a.seeds[0])))
+        print(json.dumps(child(a.child, a.epochs, a.threads, a.scan, a.seeds[0], a.stem)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
     import scans
@@ -116,8 +121,9 @@ def main():
         code = {"now": ROOT, **({"before": exported(a.before, Path(tmp))} if a.before else {})}
         for seed in [s for _ in range(a.repeats) for s in a.seeds]:
             for name in runs:
+                stem = ["--stem", str(a.stem)] if a.stem and name == "now" else []
                 out = subprocess.run([sys.executable, __file__, "--child", str(code[name]), "--epochs", str(a.epochs),
-                                      "--threads", str(a.threads), "--scan", str(a.scan), "--seeds", str(seed)],
+                                      "--threads", str(a.threads), "--scan", str(a.scan), "--seeds", str(seed), *stem],
                                      check=True, capture_output=True, text=True).stdout
                 r = {"seed": seed, **json.loads(out.strip().splitlines()[-1])}
                 runs[name].append(r)

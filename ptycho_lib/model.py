@@ -24,9 +24,9 @@ def conv(cin, cout, stride=1, norm=True):
 def up(cin, cout, norm=True, joined=0, depth=1):
     """2x transposed convolution, ReLU, then `depth` 3x3 convolutions, the first over its
     output joined by `joined` skip channels."""
+    upsample = nn.ConvTranspose2d(cin, cout, 2, stride=2)  # made first: the seed's draws stay in layer order
     convs = [conv(cout + joined, cout, 1, norm), *(conv(cout, cout, 1, norm) for _ in range(depth - 1))]
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 2, stride=2), nn.ReLU(inplace=True),
-                         nn.Sequential(*(layer for c in convs for layer in c)))
+    return nn.Sequential(upsample, nn.ReLU(inplace=True), nn.Sequential(*(layer for c in convs for layer in c)))
 
 
 class PtychoNet(nn.Module):
@@ -54,7 +54,7 @@ class PtychoNet(nn.Module):
     """
 
     def __init__(self, n: int = 64, width: int = 16, norm: str = "batch", input_transform: str = "sqrt",
-                 estimate_iterations: int = 10, skips: bool = True, stem: int = 4):
+                 estimate_iterations: int = 10, skips: bool = True, stem: int = 2):
         super().__init__()
         if n % 16:
             raise ValueError(f"pattern size {n} must be a multiple of 16")
@@ -78,10 +78,11 @@ class PtychoNet(nn.Module):
             cin = cout
         self.encoder = nn.Sequential(*layers)
         self.skip_levels = tuple(range(1, len(layers) - 2, 2))  # each level's output but the deepest
-        # with a stem of 4 the last level also joins the input itself (its fine detail,
-        # which no N/2 level carries) and one more convolution follows
+        # with a stem of 4 the last level also joins the stacked estimate (its fine detail,
+        # which no N/2 level carries; the pattern is not in the object's frame) and one
+        # more convolution follows
         self.join_input = stem == 4
-        last = (cin_ch * stem**2, 2) if self.join_input else (0, 1)  # (input channels joined, convolutions)
+        last = ((cin_ch - 1) * stem**2, 2) if self.join_input else (0, 1)  # (channels joined, convolutions)
         self.decoder = nn.Sequential(*(
             up(widths[i + 1], widths[i], bn, widths[i] * skips + (last[0] if i == 0 else 0), last[1] if i == 0 else 1)
             for i in reversed(range(len(widths) - 1))))
@@ -132,10 +133,9 @@ class PtychoNet(nn.Module):
                 features.append(z)
         for j, (upsample, relu, merge) in enumerate(self.decoder):
             joined = [relu(upsample(z)), *([features.pop()] if self.skips else []),
-                      *([stacked] if self.join_input and j == len(self.decoder) - 1 else [])]
+                      *([stacked[:, self.stem**2:]] if self.join_input and j == len(self.decoder) - 1 else [])]
             z = merge(torch.cat(joined, 1) if len(joined) > 1 else joined[0])
-        # in float32, NCHW: the output activations on a channels-last bf16 tensor cost ~3x
-        z = F.pixel_shuffle(self.head(z).float().contiguous(), self.stem)
+        z = F.pixel_shuffle(self.head(z), self.stem)
         return F.softplus(z[:, 0]), math.pi * torch.tanh(z[:, 1])
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,20 @@ def test_a_bundle_from_before_the_stem_option_holds_the_network_that_starts_at_h
     module.net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net.patches(x), module.net.patches(x), rtol=0, atol=0)
-    assert net.stem == 2 and ModelConfig().stem == 4
+    assert net.stem == 2
+
+
+def test_the_network_that_starts_at_quarter_size_round_trips(tmp_path):
+    torch.manual_seed(0)
+    module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, ModelConfig(width=8, stem=4), gridsize=2)
+    write_bundle(tmp_path / "s4.h5.zip", module.state_dict(), {"architecture": module.net.architecture(),
+                                                                "gridsize": 2})
+    net, manifest = load_network(tmp_path / "s4.h5.zip")
+    x = torch.rand(3, 32, 32)
+    module.net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net.patches(x), module.net.patches(x), rtol=0, atol=0)
+    assert net.stem == 4 and manifest["architecture"]["stem"] == 4
 
 
 def _rewrite(path, members):

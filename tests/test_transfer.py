@@ -129,21 +129,21 @@ def test_training_from_given_weights_starts_there(tmp_path):
     assert state["net.probe"].abs().max() > 0
 
 
-def test_a_bundle_of_the_older_network_adapts_with_todays_settings(tmp_path):
-    """A bundle whose network starts at N/2 (stem 2, the default before) and is 8 wide:
-    `--init-model` takes the architecture from it, whatever the settings say."""
+def test_an_adaptation_takes_the_architecture_from_the_reused_bundle(tmp_path):
+    """A bundle whose network starts at N/4 and is 8 wide, adapted under settings that
+    say N/2 and 16: `--init-model` takes the architecture from the bundle."""
     from knobs import canonical_tiny, train as train_script
     from ptycho_lib.bundle import write_bundle
 
     torch.manual_seed(0)
-    old = PtychoNet(32, 8, stem=2)
-    write_bundle(tmp_path / "old.h5.zip", {f"net.{k}": v for k, v in old.state_dict().items()},
-                 {"architecture": old.architecture(), "gridsize": 2})
-    out = train_script(canonical_tiny(tmp_path / "b.npz"), tmp_path / "adapted", "--width", "16", "--max-epochs", "1",
-                       "--init-model", str(tmp_path / "old.h5.zip"))
+    reused = PtychoNet(32, 8, stem=4)
+    write_bundle(tmp_path / "reused.h5.zip", {f"net.{k}": v for k, v in reused.state_dict().items()},
+                 {"architecture": reused.architecture(), "gridsize": 2})
+    out = train_script(canonical_tiny(tmp_path / "b.npz"), tmp_path / "adapted", "--width", "16", "--stem", "2",
+                       "--max-epochs", "1", "--init-model", str(tmp_path / "reused.h5.zip"))
     ckpt = torch.load(out / "best.ckpt", map_location="cpu", weights_only=True)
-    assert (ckpt["hyper_parameters"]["stem"], ckpt["hyper_parameters"]["width"]) == (2, 8)
-    assert ckpt["state_dict"]["net.encoder.0.0.weight"].shape == old.state_dict()["encoder.0.0.weight"].shape
+    assert (ckpt["hyper_parameters"]["stem"], ckpt["hyper_parameters"]["width"]) == (4, 8)
+    assert ckpt["state_dict"]["net.head.weight"].shape == reused.state_dict()["head.weight"].shape
 
 
 def would_run(work, *args) -> dict[str, int]:
