@@ -45,32 +45,21 @@ def test_round_trip_gives_the_same_predictions(bundle):
         assert sorted(zf.namelist()) == ["manifest.json", "wts.h5"]
 
 
-def test_a_bundle_from_before_the_stem_option_holds_the_network_that_starts_at_half_size(tmp_path):
-    """Bundles written before `stem` existed name no stem: their network started at N/2."""
+@pytest.mark.parametrize("stem, recorded", [(4, True), (2, False)])
+def test_each_stem_round_trips_and_a_bundle_that_names_none_holds_the_n2_network(tmp_path, stem, recorded):
+    """Bundles written before `stem` existed name none: their network started at N/2."""
     torch.manual_seed(0)
-    module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, ModelConfig(width=8, stem=2), gridsize=2)
+    module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, ModelConfig(width=8, stem=stem), gridsize=2)
     architecture = module.net.architecture()
-    del architecture["stem"]
-    write_bundle(tmp_path / "old.h5.zip", module.state_dict(), {"architecture": architecture, "gridsize": 2})
-    net, _ = load_network(tmp_path / "old.h5.zip")
+    if not recorded:
+        del architecture["stem"]
+    write_bundle(tmp_path / "wts.h5.zip", module.state_dict(), {"architecture": architecture, "gridsize": 2})
+    net, _ = load_network(tmp_path / "wts.h5.zip")
     x = torch.rand(3, 32, 32)
     module.net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net.patches(x), module.net.patches(x), rtol=0, atol=0)
-    assert net.stem == 2
-
-
-def test_the_network_that_starts_at_quarter_size_round_trips(tmp_path):
-    torch.manual_seed(0)
-    module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, ModelConfig(width=8, stem=4), gridsize=2)
-    write_bundle(tmp_path / "s4.h5.zip", module.state_dict(), {"architecture": module.net.architecture(),
-                                                                "gridsize": 2})
-    net, manifest = load_network(tmp_path / "s4.h5.zip")
-    x = torch.rand(3, 32, 32)
-    module.net.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(net.patches(x), module.net.patches(x), rtol=0, atol=0)
-    assert net.stem == 4 and manifest["architecture"]["stem"] == 4
+    assert net.stem == stem
 
 
 def _rewrite(path, members):
