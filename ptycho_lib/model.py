@@ -77,13 +77,12 @@ class PtychoNet(nn.Module):
             cin = cout
         self.encoder = nn.Sequential(*layers)
         self.skip_levels = tuple(range(1, len(layers) - 2, 2))  # each level's output but the deepest
-        # with a stem of 4 the last level also joins the stacked estimate (its fine detail,
-        # which no N/2 level carries; the pattern is not in the object's frame) and one
-        # more convolution follows
-        self.join_input = stem == 4
-        last = ((cin_ch - 1) * stem**2, 2) if self.join_input else (0, 1)  # (channels joined, convolutions)
+        # with a stem of 4 the last level (i = 0) also joins the stacked estimate (its fine
+        # detail, which no N/2 level carries; the pattern is not in the object's frame) and
+        # convolves twice
+        estimate = (cin_ch - 1) * stem**2 if stem == 4 else 0
         self.decoder = nn.Sequential(*(
-            up(widths[i + 1], widths[i], bn, widths[i] * skips + (last[0] if i == 0 else 0), last[1] if i == 0 else 1)
+            up(widths[i + 1], widths[i], bn, widths[i] * skips + (0 if i else estimate), 1 if i or stem == 2 else 2)
             for i in reversed(range(len(widths) - 1))))
         self.head = nn.Conv2d(widths[0], 2 * stem**2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
@@ -132,7 +131,7 @@ class PtychoNet(nn.Module):
                 features.append(z)
         for j, (upsample, relu, merge) in enumerate(self.decoder):
             joined = [relu(upsample(z)), *([features.pop()] if self.skips else []),
-                      *([stacked[:, self.stem**2:]] if self.join_input and j == len(self.decoder) - 1 else [])]
+                      *([stacked[:, self.stem**2:]] if self.stem == 4 and j == len(self.decoder) - 1 else [])]
             z = merge(torch.cat(joined, 1) if len(joined) > 1 else joined[0])
         z = F.pixel_shuffle(self.head(z), self.stem)
         return F.softplus(z[:, 0]), math.pi * torch.tanh(z[:, 1])
