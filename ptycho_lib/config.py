@@ -118,7 +118,7 @@ class ModelConfig:
                                    "known probe) the network sees beside the pattern (0 = the pattern alone)", min=0)
     skips: bool = opt(True, "join each decoder level with the encoder's features of the same size (U-Net)")
     stem: int = opt(2, "space-to-depth factor of the network's first step: 4 starts at N/4, without the N/2 level "
-                    "(epochs ~1.2x faster on a CPU, amplitude SSIM ~0.01 lower; docs/results.md)", choices=(2, 4))
+                    "(epochs ~1.25x faster on a CPU, amplitude SSIM ~0.02 lower; docs/results.md)", choices=(2, 4))
 
 
 @dataclass

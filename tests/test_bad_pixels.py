@@ -103,15 +103,25 @@ def test_the_data_fit_figure_leaves_the_block_out(scans):
 
 
 def test_the_network_trained_and_run_on_the_marked_scan_is_as_good_as_on_the_clean_one(scans, tmp_path):
-    scores = {}
-    for name, scan in scans.items():
+    def trained(name: str, seed: int) -> dict:
+        scan = scans[name]
         # one thread: beside the other test worker (pyproject's addopts run two), two threads
         # spinning at their barriers stall the other's (CI: 491 s with two, 141 s with one)
-        ckpt = train(scan, None, tmp_path / name, DataConfig(), ModelConfig(width=16),
-                     TrainConfig(max_epochs=60, batch_size=8, logger="none"), ExecConfig(threads=1, quiet=True))
+        ckpt = train(scan, None, tmp_path / f"{name}{seed}", DataConfig(), ModelConfig(width=16),
+                     TrainConfig(max_epochs=60, batch_size=8, logger="none", seed=seed),
+                     ExecConfig(threads=1, quiet=True))
         state = torch.load(ckpt, weights_only=True)["state_dict"]
         net = PtychoNet(SPEC.n, 16)
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
         rec = reconstruct(net.eval(), scan, InferConfig())
-        scores[name] = score(rec.in_frame(scan.obj.shape), scan)
+        return score(rec.in_frame(scan.obj.shape), scan)
+
+    # on this small scan one training's SSIM moves by up to 0.1 with the seed, and now and
+    # then one of either scan's trainings falls behind (docs/benchmarks.md): the typical
+    # training is the median of three. The hot block's harm is larger (one training)
+    scores = {}
+    for name in ("clean", "marked"):
+        runs = [trained(name, seed) for seed in (0, 1, 2)]
+        scores[name] = {part: float(np.median([r[part] for r in runs])) for part in ("amplitude", "phase")}
+    scores["hot"] = trained("hot", 0)
     assert_as_good_as_clean_and_hot_is_bad(scores)
