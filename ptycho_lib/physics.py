@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from .geometry import UNMEASURED, ramp_factors
+from .geometry import UNMEASURED, shift_ramps
 from .io import release_pages
 
 
@@ -119,8 +119,7 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
     quarter = max(n // 4, 1)
     s = n + 2 * quarter * max(1, int(math.ceil(float(offsets.abs().max()) / quarter)))
     w = weight.to(patches.real.dtype)
-    ey, ex = (f.to(patches.dtype) for f in ramp_factors(offsets, s))  # in complex64: ~1 ms of a step less
-    ramps = ey[..., :, None] * ex[..., None, :]  # (B, C, S, S): move by d_j
+    ramps = shift_ramps(offsets, s, patches.dtype)  # (B, C, S, S): move by d_j
     members = torch.fft.fft2(patches * w, s=(s, s)) * ramps  # each weighted patch at its offset
     if align_phase:
         # pairwise overlaps H_ij = <A_i, A_j> ~ |.| exp(i(phi_j - phi_i)) (Parseval: in

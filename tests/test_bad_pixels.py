@@ -106,7 +106,7 @@ def test_the_network_trained_and_run_on_the_marked_scan_is_as_good_as_on_the_cle
     def trained(name: str, seed: int) -> dict:
         scan = scans[name]
         # one thread: beside the other test worker (pyproject's addopts run two), two threads
-        # spinning at their barriers stall the other's (CI: 491 s with two, 141 s with one)
+        # spinning at their barriers stall the other's (CI, three trainings: 491 s with two, 141 s with one)
         ckpt = train(scan, None, tmp_path / f"{name}{seed}", DataConfig(), ModelConfig(width=16),
                      TrainConfig(max_epochs=60, batch_size=8, logger="none", seed=seed),
                      ExecConfig(threads=1, quiet=True))
