@@ -63,7 +63,7 @@ def export_checkpoint(checkpoint, path) -> str:
     manifest = {
         "architecture": PtychoNet(hp["n"], hp["width"], hp["norm"], hp["input_transform"],
                                   hp.get("estimate_iterations", 0), hp.get("skips", False),
-                                  hp.get("stem", 2)).architecture(),
+                                  hp.get("stem", 2), hp.get("n2_convs", 2)).architecture(),
         "gridsize": hp["gridsize"],
         "loss": hp["loss"],
         "input_scale": hp["input_scale"],
@@ -102,6 +102,7 @@ ARCHITECTURE = {
     "estimate_iterations": _number(int, 0, 100),
     "skips": _one_of(True, False),
     "stem": _one_of(2, 4),
+    "n2_convs": _one_of(1, 2),
 }
 OPTIONAL = {
     "gridsize": _number(int, 1, 4),
@@ -134,8 +135,8 @@ def check_manifest(path, manifest) -> dict:
     arch = manifest.get("architecture")
     if not isinstance(arch, dict):
         raise InputError(path, f"manifest.json: architecture must be a mapping, got {arch!r}")
-    # bundles written before the estimate input, the skips and the stem option existed
-    arch = {"estimate_iterations": 0, "skips": False, "stem": 2, **arch}
+    # bundles written before the estimate input, the skips, the stem and n2_convs options existed
+    arch = {"estimate_iterations": 0, "skips": False, "stem": 2, "n2_convs": 2, **arch}
     for where, rules, values in (("architecture.", ARCHITECTURE, arch), ("", OPTIONAL, manifest)):
         for key, (ok, wanted) in rules.items():
             if (key in values or where) and not ok(values.get(key)):

@@ -35,6 +35,27 @@ def make_groups(pos: np.ndarray, gridsize: int, neighbours: int, n_groups: int, 
     return np.concatenate([seeds[:, None], np.take_along_axis(nn[seeds], picks, 1)], 1)
 
 
+
+def tile_groups(pos: np.ndarray, gridsize: int) -> np.ndarray:
+    """(G, C) indices into `pos` that hold every position, about once (G ~ M / C):
+    positions in scan order each start a group, unless already taken, with the C-1
+    nearest of its 4C nearest positions not yet taken, then (where fewer are left)
+    the nearest taken ones. Validation's groups: every held-out pattern counts,
+    for a C-th of the work of one group per pattern."""
+    m, c = len(pos), gridsize * gridsize
+    if m < c:
+        raise ValueError(f"gridsize {gridsize} needs at least {c} positions, have {m}")
+    near = nearest_neighbours(pos, 4 * c)
+    free = np.ones(m, bool)
+    groups = []
+    for i in range(m):
+        if free[i]:
+            free[i] = False
+            picks = np.concatenate([near[i][free[near[i]]], near[i][~free[near[i]]]])[:c - 1]
+            free[picks] = False
+            groups.append([i, *picks])
+    return np.array(groups, np.int64).reshape(-1, c)
+
 def teacher_patches(obj: np.ndarray, y: np.ndarray, x: np.ndarray, n: int) -> torch.Tensor:
     """(M, N, N) complex64: the window of `obj` at each position (y, x on its canvas),
     in the frame of the network's patch for that pattern (the sub-pixel part moved
@@ -105,6 +126,8 @@ class ScansDataset(ConcatDataset):
                                                          t.get("targets"))
             return [inputs, counts, offsets, t["scan"][i], *targets]
         indices = torch.as_tensor(indices)
+        if len(self.datasets) == 1:
+            return self.datasets[0].__getitems__(indices)
         which = torch.bucketize(indices, torch.tensor(self.cumulative_sizes), right=True)
         batch = None
         for d in which.unique().tolist():

@@ -59,7 +59,9 @@ class PtychoNet(nn.Module):
 
     A space-to-depth stem (pixel_unshuffle by `stem`) brings N x N to N/stem x N/stem,
     strided 3x3 convolutions go down to N/16 so that every output pixel sees the whole
-    pattern (diffraction is non-local), transposed convolutions come back up (with
+    pattern (diffraction is non-local; each level convolves twice, the N/2 level
+    `n2_convs` times: once by default, a second convolution there cost ~8 % of a
+    training step and bought nothing, docs/benchmarks.md), transposed convolutions come back up (with
     `skips`, each level joined by the encoder's features of the same size, as in a
     U-Net), and a pixel_shuffle restores N x N. A stem of 4 has no N/2 level, whose
     per-pixel work is ~40 % of the network's training time on a CPU; its last level
@@ -70,7 +72,7 @@ class PtychoNet(nn.Module):
     """
 
     def __init__(self, n: int = 64, width: int = 16, norm: str = "batch", input_transform: str = "sqrt",
-                 estimate_iterations: int = 10, skips: bool = True, stem: int = 2):
+                 estimate_iterations: int = 10, skips: bool = True, stem: int = 2, n2_convs: int = 1):
         super().__init__()
         if n % 16:
             raise ValueError(f"pattern size {n} must be a multiple of 16")
@@ -78,22 +80,24 @@ class PtychoNet(nn.Module):
             raise ValueError(f"unknown norm {norm!r} or input_transform {input_transform!r}")
         if estimate_iterations < 0:
             raise ValueError(f"estimate_iterations must be >= 0, got {estimate_iterations}")
-        if stem not in (2, 4):
-            raise ValueError(f"stem must be 2 or 4, got {stem}")
+        if stem not in (2, 4) or n2_convs not in (1, 2):
+            raise ValueError(f"stem must be 2 or 4 and n2_convs 1 or 2, got {stem} and {n2_convs}")
         w, bn = width, norm == "batch"
         self.n, self.width, self.norm, self.input_transform = n, width, norm, input_transform
-        self.estimate_iterations, self.skips, self.stem = estimate_iterations, skips, stem
+        self.estimate_iterations, self.skips, self.stem, self.n2_convs = estimate_iterations, skips, stem, n2_convs
         if estimate_iterations:  # set by the trainer (PINN); loaded with the weights
             self.register_buffer("probe", torch.zeros(n, n, dtype=torch.complex64))
         # channels per level, N/2 down to N/16; a stem of 4 starts at N/4
         widths = [w, 2 * w, 4 * w, 4 * w][stem // 2 - 1:]
         cin_ch = 3 if estimate_iterations else 1
-        cin, layers = stem**2 * cin_ch, []
+        cin, layers, ends = stem**2 * cin_ch, [], []
         for level, cout in enumerate(widths):
-            layers += [conv(cin, cout, 2 if level else 1, bn), conv(cout, cout, 1, bn)]
+            repeats = n2_convs - 1 if level == 0 and stem == 2 else 1
+            layers += [conv(cin, cout, 2 if level else 1, bn), *(conv(cout, cout, 1, bn) for _ in range(repeats))]
+            ends.append(len(layers) - 1)
             cin = cout
         self.encoder = nn.Sequential(*layers)
-        self.skip_levels = tuple(range(1, len(layers) - 2, 2))  # each level's output but the deepest
+        self.skip_levels = tuple(ends[:-1])  # each level's output but the deepest
         # with a stem of 4 the last level (i = 0) also joins the stacked estimate (its fine
         # detail, which no N/2 level carries; the pattern is not in the object's frame) and
         # convolves twice
@@ -109,13 +113,13 @@ class PtychoNet(nn.Module):
     @classmethod
     def from_config(cls, n: int, model: ModelConfig) -> PtychoNet:
         return cls(n, model.width, model.norm, model.input_transform, model.estimate_iterations, model.skips,
-                   model.stem)
+                   model.stem, model.n2_convs)
 
     def architecture(self) -> dict:
         """What rebuilds this network (the bundle's manifest entry)."""
         return {"name": "PtychoNet", "n": self.n, "width": self.width, "norm": self.norm,
                 "input_transform": self.input_transform, "estimate_iterations": self.estimate_iterations,
-                "skips": self.skips, "stem": self.stem}
+                "skips": self.skips, "stem": self.stem, "n2_convs": self.n2_convs}
 
     def settings(self, model: ModelConfig) -> ModelConfig:
         """`model` with this network's architecture in place of its own (a reused

@@ -45,21 +45,24 @@ def test_round_trip_gives_the_same_predictions(bundle):
         assert sorted(zf.namelist()) == ["manifest.json", "wts.h5"]
 
 
-@pytest.mark.parametrize("stem, recorded", [(4, True), (2, False)])
-def test_each_stem_round_trips_and_a_bundle_that_names_none_holds_the_n2_network(tmp_path, stem, recorded):
-    """Bundles written before `stem` existed name none: their network started at N/2."""
+@pytest.mark.parametrize("stem, n2_convs, recorded", [(4, 1, True), (2, 1, True), (2, 2, False)])
+def test_each_network_round_trips_and_a_bundle_that_names_no_stem_holds_the_earlier_one(tmp_path, stem, n2_convs,
+                                                                                         recorded):
+    """Bundles written before `stem` and `n2_convs` existed name neither: their network
+    started at N/2 and convolved twice there."""
     torch.manual_seed(0)
-    module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5, ModelConfig(width=8, stem=stem), gridsize=2)
+    module = PINN(torch.ones(32, 32, dtype=torch.complex64), 1e5, 0.5,
+                  ModelConfig(width=8, stem=stem, n2_convs=n2_convs), gridsize=2)
     architecture = module.net.architecture()
     if not recorded:
-        del architecture["stem"]
+        del architecture["stem"], architecture["n2_convs"]
     write_bundle(tmp_path / "wts.h5.zip", module.state_dict(), {"architecture": architecture, "gridsize": 2})
     net, _ = load_network(tmp_path / "wts.h5.zip")
     x = torch.rand(3, 32, 32)
     module.net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net.patches(x), module.net.patches(x), rtol=0, atol=0)
-    assert net.stem == stem
+    assert (net.stem, net.n2_convs) == (stem, n2_convs)
 
 
 def _rewrite(path, members):
