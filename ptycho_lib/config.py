@@ -120,9 +120,9 @@ class ModelConfig:
     stem: int = opt(2, "space-to-depth factor of the network's first step: 4 starts at N/4, without the N/2 level "
                     "(against stem 2 with n2_convs 2: epochs ~1.25x faster on a CPU, amplitude SSIM ~0.02 lower; "
                     "docs/results.md)", choices=(2, 4))
-    n2_convs: int = opt(1, "3x3 convolutions of the encoder's N/2 level (stem 2): a second one costs ~8 % of a "
-                        "training step and bought no quality (docs/benchmarks.md); 2 rebuilds the earlier network",
-                        choices=(1, 2))
+    n2_convs: int = opt(1, "3x3 convolutions of the encoder's N/2 level (stem 2): a second one makes a training "
+                        "step ~8 percent longer and bought no quality (docs/benchmarks.md); 2 rebuilds the earlier "
+                        "network", choices=(1, 2))
 
 
 @dataclass

@@ -53,11 +53,12 @@ def pair_overlaps(spec_j: np.ndarray, spec_k: np.ndarray, d: np.ndarray) -> np.n
     return (torch.matmul(t, ex[:, :, None])[..., 0] * ey).sum(-1).numpy().astype(np.complex128)
 
 
-def _tree_phases(pairs: np.ndarray, a: np.ndarray, delta: np.ndarray, m: int) -> np.ndarray:
+def _tree_phases(pairs: np.ndarray, a: np.ndarray, delta: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Phases carried from patch to patch along a spanning forest of the pair graph,
     grown breadth-first from one seed per component, each new patch reached through
     its strongest overlap: exact for consistent pair phases whatever the offsets are
-    (a least-squares fit of wrapped differences is not, once offsets span the circle)."""
+    (a least-squares fit of wrapped differences is not, once offsets span the circle).
+    Also each patch's component, named by its seed."""
     j, k = pairs.T
     # each pair in both directions, phi[col] = phi[row] + step; rows sorted, strongest first
     rows, cols, step, strength = np.r_[j, k], np.r_[k, j], np.r_[-delta, delta], np.r_[a, a]
@@ -80,8 +81,13 @@ def _tree_phases(pairs: np.ndarray, a: np.ndarray, delta: np.ndarray, m: int) ->
             frontier = cols[edge]
             phi[frontier] = phi[rows[edge]] + step[edge]
             seen[frontier], component[frontier] = True, seed
-    # the free global phase of each component: its patches' circular mean is zero
-    # (whichever patch the file lists first)
+    return phi, component
+
+
+def _zero_mean_phase(phi: np.ndarray, component: np.ndarray) -> np.ndarray:
+    """phi with each component's free global phase set so that its patches' circular
+    mean is zero: the same whichever patch the file lists first."""
+    m = len(phi)
     mean = np.bincount(component, np.cos(phi), m) + 1j * np.bincount(component, np.sin(phi), m)
     return phi - np.angle(mean)[component]
 
@@ -97,9 +103,11 @@ def solve_phases(pairs: np.ndarray, c: np.ndarray, m: int) -> np.ndarray:
     j, k = pairs.T
     a = np.abs(c)
     a = a / max(a.max(), np.finfo(float).tiny)
-    tree = _tree_phases(pairs, a, np.angle(c), m)
+    tree, component = _tree_phases(pairs, a, np.angle(c), m)
     delta = np.angle(c * np.exp(1j * (tree[k] - tree[j])))  # what the tree leaves unexplained
-    # minimise sum a (phi_k - phi_j + delta)^2; a tiny ridge fixes the free global phase
+    # minimise sum a (phi_k - phi_j + delta)^2; a tiny ridge keeps the system regular,
+    # the global phase it leaves (set by rounding and the solver's tolerance, ~1e-4 rad)
+    # is fixed afterwards
     ridge = 1e-9
     diag = np.bincount(j, a, m) + np.bincount(k, a, m) + ridge
     # the adjacency in compressed rows (each pair in both directions, sorted by row):
@@ -117,7 +125,7 @@ def solve_phases(pairs: np.ndarray, c: np.ndarray, m: int) -> np.ndarray:
         return out
 
     rhs = np.bincount(j, a * delta, m) - np.bincount(k, a * delta, m)
-    return tree + conjugate_gradient(laplacian, rhs, diag)
+    return _zero_mean_phase(tree + conjugate_gradient(laplacian, rhs, diag), component)
 
 
 class Stitcher:

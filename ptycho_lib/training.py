@@ -86,8 +86,7 @@ class PreciseBatchNorm(Callback):
             m.momentum = None
         training = module.training
         module.train()
-        # in the precision the training's own forward passes use (bf16 halves the time on a CPU)
-        with torch.no_grad(), torch.autocast(module.device.type, dtype=torch.bfloat16, enabled=module.hparams.bf16):
+        with torch.no_grad():
             for s in range(0, len(self.patterns), self.batch_size):
                 module.net.from_inputs(self.patterns[s:s + self.batch_size].to(module.device))
         for m, momentum in zip(norms, momenta):
