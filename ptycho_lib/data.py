@@ -35,7 +35,6 @@ def make_groups(pos: np.ndarray, gridsize: int, neighbours: int, n_groups: int, 
     return np.concatenate([seeds[:, None], np.take_along_axis(nn[seeds], picks, 1)], 1)
 
 
-
 def tile_groups(pos: np.ndarray, gridsize: int) -> np.ndarray:
     """(G, C) indices into `pos` that hold every position, about once (G ~ M / C):
     positions in scan order each start a group, unless already taken, with the C-1
@@ -55,6 +54,7 @@ def tile_groups(pos: np.ndarray, gridsize: int) -> np.ndarray:
             free[picks] = False
             groups.append([i, *picks])
     return np.array(groups, np.int64).reshape(-1, c)
+
 
 def teacher_patches(obj: np.ndarray, y: np.ndarray, x: np.ndarray, n: int) -> torch.Tensor:
     """(M, N, N) complex64: the window of `obj` at each position (y, x on its canvas),

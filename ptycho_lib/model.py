@@ -42,8 +42,9 @@ class Join(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        layout = torch.channels_last if grad.is_contiguous(memory_format=torch.channels_last) else None
-        return tuple(g.contiguous(memory_format=layout or torch.contiguous_format) for g in grad.split(ctx.channels, 1))
+        channels_last = grad.is_contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        return tuple(g.contiguous(memory_format=layout) for g in grad.split(ctx.channels, 1))
 
 
 class PtychoNet(nn.Module):
@@ -61,9 +62,9 @@ class PtychoNet(nn.Module):
     strided 3x3 convolutions go down to N/16 so that every output pixel sees the whole
     pattern (diffraction is non-local; each level convolves twice, the N/2 level
     `n2_convs` times: once by default, a second convolution there cost ~8 % of a
-    training step and bought nothing, docs/benchmarks.md), transposed convolutions come back up (with
-    `skips`, each level joined by the encoder's features of the same size, as in a
-    U-Net), and a pixel_shuffle restores N x N. A stem of 4 has no N/2 level, whose
+    training step and bought nothing, docs/benchmarks.md), transposed convolutions
+    come back up (with `skips`, each level joined by the encoder's features of the
+    same size, as in a U-Net), and a pixel_shuffle restores N x N. A stem of 4 has no N/2 level, whose
     per-pixel work is ~40 % of the network's training time on a CPU; its last level
     joins the stacked estimate itself, so the estimate's fine detail reaches the output,
     and convolves twice (docs/benchmarks.md). Two output channels: amplitude (softplus,

@@ -124,7 +124,6 @@ def test_groups_are_seeds_with_their_nearest_neighbours():
     assert len(set(groups[:100, 0])) == 100  # every position seeds once before any repeats
 
 
-
 def test_validation_groups_hold_every_position_about_once():
     yy, xx = np.mgrid[0:9, 0:11] * 5.0
     pos = np.stack([yy.ravel(), xx.ravel()], 1) + np.random.default_rng(3).normal(0, 1, (99, 2))
@@ -134,6 +133,7 @@ def test_validation_groups_hold_every_position_about_once():
     for g in groups:
         sixteenth = np.sort(np.hypot(*(pos - pos[g[0]]).T))[16]
         assert len(set(g)) == 4 and np.hypot(*(pos[g[1:]] - pos[g[0]]).T).max() <= sixteenth + 1e-9
+
 
 def test_validation_band_shares_no_position_with_training():
     y = np.repeat(np.arange(10.0), 7)
