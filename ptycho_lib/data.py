@@ -50,7 +50,8 @@ def tile_groups(pos: np.ndarray, gridsize: int) -> np.ndarray:
     for i in range(m):
         if free[i]:
             free[i] = False
-            picks = np.concatenate([near[i][free[near[i]]], near[i][~free[near[i]]]])[:c - 1]
+            row = near[i]
+            picks = np.concatenate([row[free[row]], row[~free[row]]])[:c - 1]
             free[picks] = False
             groups.append([i, *picks])
     return np.array(groups, np.int64).reshape(-1, c)

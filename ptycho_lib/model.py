@@ -64,10 +64,10 @@ class PtychoNet(nn.Module):
     `n2_convs` times: once by default, a second convolution there cost ~8 % of a
     training step and bought nothing, docs/benchmarks.md), transposed convolutions
     come back up (with `skips`, each level joined by the encoder's features of the
-    same size, as in a U-Net), and a pixel_shuffle restores N x N. A stem of 4 has no N/2 level, whose
-    per-pixel work is ~40 % of the network's training time on a CPU; its last level
-    joins the stacked estimate itself, so the estimate's fine detail reaches the output,
-    and convolves twice (docs/benchmarks.md). Two output channels: amplitude (softplus,
+    same size, as in a U-Net), and a pixel_shuffle restores N x N. A stem of 4 has no
+    N/2 level, whose per-pixel work is ~40 % of the network's training time on a CPU;
+    its last level joins the stacked estimate itself, so the estimate's fine detail
+    reaches the output, and convolves twice (docs/benchmarks.md). Two output channels: amplitude (softplus,
     starts at 1) and phase (pi * tanh, starts at 0). The full window is predicted: the
     probe, not a fixed support, limits where the object is constrained.
     """
