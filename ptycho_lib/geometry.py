@@ -71,9 +71,10 @@ def ramp_factors(shifts: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor
 
 
 def shift_ramps(shifts: torch.Tensor, size, dtype=torch.complex64) -> torch.Tensor:
-    """The ramps (..., H, W) themselves (phases in float64, then `dtype`)."""
-    ey, ex = ramp_factors(shifts, size)
-    return (ey[..., :, None] * ex[..., None, :]).to(dtype)
+    """The ramps (..., H, W) themselves (phases in float64; the factors, then their
+    product, in `dtype`)."""
+    ey, ex = (f.to(dtype) for f in ramp_factors(shifts, size))
+    return ey[..., :, None] * ex[..., None, :]
 
 
 def apply_ramps(img: torch.Tensor, ramp: torch.Tensor) -> torch.Tensor:

@@ -46,8 +46,9 @@ def far_field(exit_wave: torch.Tensor) -> torch.Tensor:
 
 
 def predicted_counts(probe: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-    """lambda = |FFT(P * O)|^2 for complex object patches (..., N, N)."""
-    return far_field(probe * patches).abs().square()
+    """lambda = |FFT(P * O)|^2 for complex object patches (..., N, N), as re^2 + im^2
+    (abs would take a square root, and its backward divide by it)."""
+    return torch.view_as_real(far_field(probe * patches)).square().sum(-1)
 
 
 def single_pattern_estimate(amplitude: torch.Tensor, probe: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -97,14 +98,14 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
 
     patches (B, C, N, N) complex, offsets (B, C, 2) = each member's position minus the
     group centre (pixels), weight (N, N), or (B, 1, N, N) per group, real >= 0
-    (|P|^2, largest value 1). Each member's window becomes the weighted average of every member's view of it: sum_j w O_j moved by
-    d_j - d_i, over sum_j w moved the same way. The moves are exact Fourier shifts
-    (a bilinear one blurs by an amount that depends on each group's sub-pixel offsets,
-    which the network cannot know; docs/benchmarks.md). The sum
-    over members is made once, in Fourier space, on a zero-padded grid; numerator and
-    denominator are each moved into every member's frame before dividing, so the
-    division never amplifies a shift's ringing. Where the summed weight is small
-    (window corners) a member keeps its own prediction.
+    (|P|^2, largest value 1). Each member's window becomes the weighted average of
+    every member's view of it: sum_j w O_j moved by d_j - d_i, over sum_j w moved the
+    same way. The moves are exact Fourier shifts (a bilinear one blurs by an amount
+    that depends on each group's sub-pixel offsets, which the network cannot know;
+    docs/benchmarks.md). The sum over members is made once, in Fourier space, on a
+    zero-padded grid; numerator and denominator are each moved into every member's
+    frame before dividing, so the division never amplifies a shift's ringing. Where
+    the summed weight is small (window corners) a member keeps its own prediction.
 
     A pattern says nothing about its patch's global phase, so the network cannot know
     it; with `align_phase` the members are first rotated to one common global phase,
@@ -125,17 +126,21 @@ def overlap_constraint(patches: torch.Tensor, offsets: torch.Tensor, weight: tor
         # pairwise overlaps H_ij = <A_i, A_j> ~ |.| exp(i(phi_j - phi_i)) (Parseval: in
         # Fourier space as well); the leading eigenvector v of H has arg(v_i) = -phi_i,
         # so multiplying by v_i / |v_i| gives every member the same global phase
+        flat = members.reshape(b, c, s * s)
         with torch.no_grad():
-            flat = members.reshape(b, c, s * s)
-            h = flat.conj() @ flat.transpose(1, 2)
+            h = (flat @ flat.mH).conj()
             v = torch.linalg.eigh(h)[1][..., -1]
             v = v * (v.sum(-1, keepdim=True).conj() / v.sum(-1, keepdim=True).abs().clamp_min(1e-12))
-            rot = (v / v.abs().clamp_min(1e-12))[..., None, None]  # gauge: consistent members stay as they are
-        members, patches = members * rot, patches * rot
+            rot = v / v.abs().clamp_min(1e-12)  # gauge: consistent members stay as they are
+        patches = patches * rot[..., None, None]
+        total = (rot[:, None, :] @ flat).reshape(b, 1, s, s)  # the rotated members summed
+    else:
+        total = members.sum(1, keepdim=True)
     back = ramps.conj()  # move by -d_i: into each member's own frame
-    num = torch.fft.ifft2(members.sum(1, keepdim=True) * back)[..., :n, :n]
-    with torch.no_grad():
-        wsum = torch.fft.fft2(w.to(patches.dtype), s=(s, s)) * ramps.sum(1, keepdim=True)
-        den = torch.fft.ifft2(wsum * back).real[..., :n, :n].clamp_min(0)
+    num = torch.fft.ifft2(total * back)[..., :n, :n]
+    with torch.no_grad():  # real: half a spectrum is enough
+        half = s // 2 + 1
+        wsum = torch.fft.rfft2(w, s=(s, s)) * ramps[..., :half].sum(1, keepdim=True)
+        den = torch.fft.irfft2(wsum * back[..., :half], s=(s, s))[..., :n, :n].clamp_min(0)
     floor = 1e-2 * float(weight.max())  # below this summed weight a member's own value dominates
-    return (num + floor * patches) / (den + floor)
+    return (num + floor * patches) * (1 / (den + floor))
