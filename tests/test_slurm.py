@@ -8,7 +8,6 @@ train and recon go through sbatch exactly as written there. Skipped where the pa
 are missing, except in CI (CI=true), where it fails instead.
 """
 
-import json
 import os
 import pwd
 import shutil
@@ -235,13 +234,13 @@ def _submit(cluster, work, target, devices, batch_size=8, background=False):
 def _steps(work, model):
     import csv
     rows = list(csv.DictReader((work / f"results/train/{model}/metrics.csv").open()))
-    return [int(r["epoch"]) for r in rows], [int(r["step"]) for r in rows]
+    return [int(r["epoch"]) for r in rows], [int(r["step"]) for r in rows], [float(r["train_loss"]) for r in rows]
 
 
 def test_one_training_as_two_slurm_tasks_matches_one_task(cluster, tmp_path):
     """devices: 2 under the profile: srun starts two tasks, Lightning takes its two ranks
-    from SLURM, each epoch takes half the steps of one task, and the model is as good as
-    the one-task model trained on the same global batch (2 x 8 groups a step). Only the
+    from SLURM, each epoch takes half the steps of one task, and the training follows the
+    one-task training on the same global batch (2 x 8 groups a step). Only the
     training goes through SLURM; the stages around it run locally."""
     work = copy_repo(tmp_path / "repo")
     scan = simulate(TINY)
@@ -258,11 +257,16 @@ def test_one_training_as_two_slurm_tasks_matches_one_task(cluster, tmp_path):
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]
     assert "is available on your system but is not used" not in log  # SLURM started the tasks, not Lightning
     assert "MEMBER" not in (work / "logs/train/one.log").read_text()
-    (epochs8, steps8), (epochs1, steps1), (epochs2, steps2) = (_steps(work, m) for m in ("eight", "one", "two"))
+    (epochs8, steps8, loss8), (epochs1, steps1, loss1), (epochs2, steps2, loss2) = (
+        _steps(work, m) for m in ("eight", "one", "two"))
     assert epochs8 == epochs1 == epochs2 == list(range(8))
     assert steps8 == [12 * (e + 1) for e in epochs8] and steps2 == [6 * (e + 1) for e in epochs2] == steps1
-    one, two = (json.loads((work / f"results/metrics/recon/{d}.json").read_text()) for d in ("one", "two"))
-    assert abs(one["phase_ssim"] - two["phase_ssim"]) <= 0.02, (one["phase_ssim"], two["phase_ssim"])
+    # the two tasks train as one task on their global batch does: the same training loss
+    # every epoch, up to the batch norms (on a CPU each task normalises by its own half of
+    # the batch) and rounding; batches of 8 on one task end ~40 % lower. The networks are
+    # barely trained after 8 epochs of this tiny scan: their SSIM (~0.15) is rounding's chaos.
+    assert all(abs(b / a - 1) <= 0.02 for a, b in zip(loss1, loss2)), (loss1, loss2)
+    assert loss8[-1] < 0.8 * loss1[-1], (loss8, loss1)
     jobs = [dict(f.split("=", 1) for f in line.split() if "=" in f)
             for line in cluster.run("scontrol", "show", "job", "-o").stdout.splitlines()]
     train = [j for j in jobs if "rule_train_wildcards_two" in j.get("Comment", "")]
@@ -285,7 +289,7 @@ def test_a_two_task_training_killed_by_slurm_is_retried_and_resumes(cluster, tmp
     out, _ = job.communicate(timeout=600)
     assert job.returncode == 0, out[-4000:] + cluster.logs()
     assert "resuming from the checkpoint saved after epoch" in (work / "logs/train/three.log").read_text()
-    epochs, steps = _steps(work, "three")
+    epochs, steps, _ = _steps(work, "three")
     assert epochs == list(range(8)) and steps == [6 * (e + 1) for e in epochs]
 
 
